@@ -1,0 +1,789 @@
+"""The event bus: thread-safe ingress, fan-out, one task per subscriber.
+
+Producers (the Keras bridge on the training thread, or any thread) call
+:meth:`EventBus.publish_nowait`: it stamps the event with its sequence number
+and time, appends it to the ingress queue and returns. It never blocks and
+never waits on a subscriber. It only wakes the loop when the loop is parked
+for want of events; while events flow, the loop polls the queue every
+``latency`` seconds, so the producer pays for a deque append, not a
+cross-thread wake-up.
+
+The loop fans each event out to every subscriber's own buffer
+(:mod:`eventbus.subscription`), and each subscriber's task hands its events,
+in order, to the subscriber. Commands a subscriber returns are recorded as
+events and handed to the bridge of the run they answer.
+
+``with EventBus() as bus:`` runs the loop in a background thread for plain
+scripts; ``async with EventBus() as bus:`` runs it inside the caller's loop
+(asyncio or trio).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+import traceback
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import msgspec
+from msgspec.structs import force_setattr
+
+from ._wakeup import threadsafe_scheduler
+from .barrier import Barrier
+from .commands import COMMAND_TYPES, Command, FailTraining, StopTraining
+from .events import (
+    CommandIssued,
+    CommandRejected,
+    Event,
+    EventsDropped,
+    SubscriberFailed,
+    TestEnd,
+    TrainEnd,
+    EpochEnd,
+    PredictEnd,
+)
+from .exceptions import BusClosedError, BusNotRunningError
+from .subscription import OnError, SubscriberStatistics, Subscription, expand_kinds
+
+__all__ = ["BusStatistics", "EventBus", "EventStream"]
+
+logger = logging.getLogger("eventbus")
+
+CommandSink = Callable[[int, Command], None]
+"""Where a bridge takes commands for its run: ``sink(issued_seq, command)``."""
+
+_REPORT_DROPS_ON = frozenset({EpochEnd, TrainEnd, TestEnd, PredictEnd})
+_BUS_REPORTS = frozenset({SubscriberFailed, EventsDropped})
+
+
+class BusStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of the bus's counters, one entry per subscriber."""
+
+    published: int
+    """Events that entered the bus (the next ``seq``)."""
+    subscribers: tuple[SubscriberStatistics, ...]
+
+    def __getitem__(self, name: str) -> SubscriberStatistics:
+        for stats in self.subscribers:
+            if stats.name == name:
+                return stats
+        names = ", ".join(repr(s.name) for s in self.subscribers) or "none"
+        raise KeyError(f"no subscriber named {name!r}; subscribers: {names}")
+
+
+class _Subscribe:
+    __slots__ = ("subscription",)
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+
+
+class _Unsubscribe(_Subscribe):
+    __slots__ = ()
+
+
+class _WithBarrier:
+    __slots__ = ("barrier", "event")
+
+    def __init__(self, event: Event, barrier: Barrier) -> None:
+        self.event = event
+        self.barrier = barrier
+
+
+_Op = _Subscribe | _WithBarrier
+
+
+class EventBus:
+    """An asynchronous, event-sourced callback bus.
+
+    Args:
+        buffer_size: batch events each subscriber may hold before the oldest
+            are dropped (per subscriber, overridable in :meth:`subscribe`).
+        barrier_timeout: seconds the training thread waits at train/epoch
+            boundaries for control subscribers before it goes on.
+        close_timeout: seconds closing waits for subscribers to drain.
+        latency: how often, in seconds, the loop polls for events while they
+            flow. The producer never pays for a wake-up in that time.
+        backend: ``"asyncio"`` or ``"trio"``, for the background thread of
+            ``with EventBus()``; ``async with`` uses the caller's loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        buffer_size: int = 1024,
+        barrier_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        latency: float = 0.005,
+        backend: Literal["asyncio", "trio"] = "asyncio",
+    ) -> None:
+        _check_positive("buffer_size", buffer_size, integer=True)
+        _check_positive("barrier_timeout", barrier_timeout)
+        _check_positive("close_timeout", close_timeout)
+        _check_positive("latency", latency)
+        if backend not in ("asyncio", "trio"):
+            raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+        self.buffer_size = buffer_size
+        self.barrier_timeout = barrier_timeout
+        self.close_timeout = close_timeout
+        self.latency = latency
+        self.backend = backend
+
+        self._lock = threading.Lock()
+        self._ingress: deque[Event | _Op] = deque()
+        self._seq = 0
+        self._subscriptions: list[Subscription] = []
+        self._registry: list[Subscription] = []
+        self._control_count = 0
+        self._names: set[str] = set()
+        self._sinks: dict[str, CommandSink] = {}
+
+        self._state: Literal["new", "running", "closing", "closed"] = "new"
+        self._loop_thread: int | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._wake: anyio.Event | None = None
+        self._parked = False
+        self._schedule_wake: Callable[[], None] = _nothing
+        self._close_requested = False
+        self._failures: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<EventBus {self._state} subscribers={len(self._subscriptions)} published={self._seq}>"
+
+    # --- subscribing ------------------------------------------------------------
+
+    def subscribe(
+        self,
+        handler: Callable[[Any], Awaitable[object]],
+        *,
+        kinds: Iterable[type[Event] | str] | type[Event] | str | None = None,
+        name: str | None = None,
+        control: bool | None = None,
+        lossless: bool | None = None,
+        buffer_size: int | None = None,
+        on_error: OnError | None = None,
+    ) -> Subscription:
+        """Deliver events to ``handler``, an async callable ``(event) -> commands``.
+
+        The handler returns ``None``, a command, or an iterable of commands.
+        Options not given are read from the handler's attributes of the same
+        name (built-in subscribers set them), then default.
+
+        Args:
+            kinds: only these event classes (or tags, or base classes).
+            name: shown in statistics and reports; defaults to the handler's name.
+            control: the bus waits for this subscriber at train and epoch
+                boundaries, so its commands apply where a Keras callback's would.
+            lossless: never drop events for this subscriber (its buffer grows).
+            buffer_size: batch events held before the oldest are dropped.
+            on_error: ``"report"`` (default), ``"stop"`` training, or ``"raise"``
+                in the training thread, when the handler raises.
+        """
+        _check_async_callable(handler)
+        if self._state == "closed":
+            raise BusClosedError("this bus is closed; subscribe to a new EventBus")
+        kinds = kinds if kinds is not None else getattr(handler, "kinds", None)
+        control = control if control is not None else bool(getattr(handler, "control", False))
+        lossless = lossless if lossless is not None else bool(getattr(handler, "lossless", False))
+        buffer_size = buffer_size if buffer_size is not None else self.buffer_size
+        _check_positive("buffer_size", buffer_size, integer=True)
+        on_error = on_error if on_error is not None else getattr(handler, "on_error", "report")
+        if on_error not in ("report", "stop", "raise"):
+            raise ValueError(f"on_error must be 'report', 'stop' or 'raise', got {on_error!r}")
+        subscription = Subscription(
+            self,
+            self._unique_name(name or _name_of(handler)),
+            handler,
+            types=expand_kinds(kinds),
+            buffer_size=buffer_size,
+            lossless=lossless,
+            control=control,
+            on_error=on_error,
+        )
+        self._register(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering new events; already queued ones are still handled."""
+        with self._lock:
+            if subscription.control and not subscription.left:
+                self._control_count -= 1
+            subscription.left = True
+        if self._state != "closed":
+            self._enqueue_op(_Unsubscribe(subscription))
+
+    def _register(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._registry.append(subscription)
+            if subscription.control:
+                self._control_count += 1
+        self._enqueue_op(_Subscribe(subscription))
+
+    def stream(
+        self,
+        *kinds: type[Event] | str,
+        buffer_size: int | None = None,
+        lossless: bool = False,
+    ) -> EventStream:
+        """Iterate events directly: ``async for event in bus.stream(events.EpochEnd)``.
+
+        The stream receives every matching event published after this call and
+        ends when the bus closes (or leave it early with ``async with`` /
+        ``aclose``).
+        """
+        if self._state == "closed":
+            raise BusClosedError("this bus is closed; stream from a new EventBus")
+        size = buffer_size if buffer_size is not None else self.buffer_size
+        _check_positive("buffer_size", size, integer=True)
+        subscription = Subscription(
+            self,
+            self._unique_name("stream"),
+            None,
+            types=expand_kinds(kinds) if kinds else None,
+            buffer_size=size,
+            lossless=lossless,
+            control=False,
+            on_error="report",
+        )
+        self._register(subscription)
+        return EventStream(subscription)
+
+    # --- publishing -------------------------------------------------------------
+
+    def publish_nowait(self, event: Event) -> Event:
+        """Stamp ``event`` with its ``seq`` and time and queue it; never blocks.
+
+        Thread-safe. Returns the same event, now stamped. Raises
+        :class:`BusClosedError` once the bus has closed.
+        """
+        if self._state == "closed":
+            raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
+        with self._lock:
+            force_setattr(event, "seq", self._seq)
+            self._seq += 1
+            force_setattr(event, "time", time.time())
+            self._ingress.append(event)
+        if self._parked:
+            self._wake_soon()
+        return event
+
+    async def publish(self, event: Event) -> Event:
+        """Async twin of :meth:`publish_nowait`."""
+        self.publish_nowait(event)
+        await anyio.lowlevel.checkpoint()
+        return event
+
+    def publish_with_barrier(self, event: Event) -> Barrier:
+        """Publish ``event`` and return a barrier that opens once every control
+        subscriber accepting it has handled it. For bridges; thread-safe."""
+        if self._state == "closed":
+            raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
+        barrier = Barrier()
+        with self._lock:
+            force_setattr(event, "seq", self._seq)
+            self._seq += 1
+            force_setattr(event, "time", time.time())
+            self._ingress.append(_WithBarrier(event, barrier))
+        self._wake_soon()
+        return barrier
+
+    @property
+    def has_control_subscribers(self) -> bool:
+        """Whether any control subscriber is (or is about to be) subscribed."""
+        return self._control_count > 0
+
+    # --- bridges ----------------------------------------------------------------
+
+    def attach_run(self, run: str, sink: CommandSink) -> None:
+        """Route commands answering events of ``run`` to ``sink`` (a bridge)."""
+        self._sinks[run] = sink
+
+    def detach_run(self, run: str) -> None:
+        """``run`` is over: its late commands are recorded as rejected."""
+        self._sinks.pop(run, None)
+
+    @property
+    def running(self) -> bool:
+        """Whether the bus's loop is running and accepting events."""
+        return self._state == "running"
+
+    def in_loop_thread(self) -> bool:
+        """Whether the caller runs on the bus's own event-loop thread."""
+        return self._loop_thread is not None and threading.get_ident() == self._loop_thread
+
+    def check_running(self) -> None:
+        """Raise a clear error unless events published now will be delivered."""
+        if self._state == "running":
+            return
+        if self._state == "new":
+            raise BusNotRunningError(
+                "the bus is not running: start it with `with EventBus() as bus:` "
+                "(a background thread) or `async with EventBus() as bus:` before training"
+            )
+        raise BusClosedError("the bus is closed: train inside its `with` block, or use a new EventBus")
+
+    # --- statistics -------------------------------------------------------------
+
+    def statistics(self) -> BusStatistics:
+        """Per subscriber: delivered, dropped, failed, commands, buffered, undelivered."""
+        with self._lock:
+            registry = tuple(self._registry)
+        return BusStatistics(
+            published=self._seq,
+            subscribers=tuple(s.statistics() for s in registry),
+        )
+
+    # --- running: a background thread -------------------------------------------
+
+    def __enter__(self) -> EventBus:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Run the bus's loop in a background thread (what ``with EventBus()`` does)."""
+        self._claim_start()
+        self._thread = threading.Thread(target=self._thread_main, name="eventbus", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def close(self) -> None:
+        """Drain subscribers (up to ``close_timeout``) and stop; twice is harmless."""
+        if self._thread is None:
+            if self._state in ("new", "closed"):
+                self._state = "closed"
+                return
+            raise RuntimeError("this bus runs in an event loop: close it with `await bus.aclose()`")
+        if self._thread is threading.current_thread():
+            raise RuntimeError("close() called from a subscriber on the bus's own loop")
+        self._request_close()
+        self._thread.join(self.close_timeout + 5.0)
+        if self._thread.is_alive():  # pragma: no cover - the loop is wedged in user code
+            warnings.warn(
+                "the event bus loop did not stop within its close timeout; a subscriber "
+                "is blocking it (use `await` instead of blocking calls in handlers)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self._thread = None
+        self._report_at_close()
+
+    def _thread_main(self) -> None:
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._main)
+
+        try:
+            anyio.run(main, backend=self.backend)
+        except BaseException as exc:  # pragma: no cover - reported to start()
+            self._start_error = exc
+            self._started.set()
+            logger.exception("the event bus loop crashed")
+
+    # --- running: the caller's loop ---------------------------------------------
+
+    async def __aenter__(self) -> EventBus:
+        self._claim_start()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        try:
+            await self._task_group.start(self._main)
+        except BaseException:
+            await self._task_group.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._aclose(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Drain subscribers (up to ``close_timeout``) and stop; twice is harmless."""
+        await self._aclose(None, None, None)
+
+    async def _aclose(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._task_group is None:
+            if self._thread is not None:
+                await anyio.to_thread.run_sync(self.close)
+            self._state = "closed"
+            return None
+        task_group, self._task_group = self._task_group, None
+        self._request_close()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout + 5.0):
+            # Drain even when the body raised or was cancelled: bounded by the timeout.
+            await self._loop_done.wait()
+        handled = await task_group.__aexit__(exc_type, exc, tb)
+        self._report_at_close()
+        return handled
+
+    # --- the loop ---------------------------------------------------------------
+
+    def _claim_start(self) -> None:
+        if self._state != "new":
+            raise RuntimeError(f"this bus was already started ({self._state}); an EventBus runs once")
+        self._state = "running"
+
+    async def _main(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._loop_thread = threading.get_ident()
+        self._schedule_wake = threadsafe_scheduler(self._wake_now)
+        self._wake = anyio.Event()
+        self._loop_done = anyio.Event()
+        try:
+            async with anyio.create_task_group() as handlers:
+                self._handlers = handlers
+                self._drain_ingress()
+                task_status.started()
+                self._started.set()
+                await self._dispatch_until_close()
+                await self._drain_subscribers()
+                handlers.cancel_scope.cancel()
+        finally:
+            with self._lock:
+                self._state = "closed"
+            for subscription in self._subscriptions:
+                subscription.close()
+                subscription.discard()
+            self._schedule_wake = _nothing
+            self._started.set()
+            self._loop_done.set()
+
+    async def _dispatch_until_close(self) -> None:
+        ingress = self._ingress
+        linger = max(0.25, 20 * self.latency)
+        last_event = anyio.current_time()
+        while not self._close_requested:
+            if ingress:
+                self._drain_ingress()
+                last_event = anyio.current_time()
+                await anyio.lowlevel.checkpoint()
+                continue
+            wake = self._wake
+            assert wake is not None
+            if anyio.current_time() - last_event < linger:
+                # Events are flowing: poll, so producers need not wake us.
+                with anyio.move_on_after(self.latency):
+                    await wake.wait()
+            else:
+                self._parked = True
+                if not ingress and not self._close_requested:
+                    await wake.wait()
+                self._parked = False
+            if wake.is_set():
+                self._wake = anyio.Event()
+
+    async def _drain_subscribers(self) -> None:
+        with self._lock:
+            self._state = "closing"
+        with anyio.move_on_after(self.close_timeout):
+            while True:
+                self._drain_ingress()
+                if not self._ingress and all(s.idle for s in self._subscriptions):
+                    break
+                await anyio.sleep(0.001)
+        with self._lock:
+            self._state = "closed"
+        self._drain_ingress()
+
+    def _wake_now(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    def _wake_soon(self) -> None:
+        if self.in_loop_thread():
+            self._wake_now()
+        else:
+            self._schedule_wake()
+
+    def _request_close(self) -> None:
+        self._close_requested = True
+        self._wake_soon()
+
+    def _enqueue_op(self, op: _Op) -> None:
+        with self._lock:
+            self._ingress.append(op)
+        self._wake_soon()
+
+    def _drain_ingress(self) -> None:
+        ingress = self._ingress
+        subscriptions = self._subscriptions
+        while ingress:
+            item = ingress.popleft()
+            if isinstance(item, Event):
+                for subscription in subscriptions:
+                    if subscription.types is None or type(item) in subscription.types:
+                        subscription.offer(item)
+                if type(item) in _REPORT_DROPS_ON:
+                    self._report_drops(item)
+            elif isinstance(item, _WithBarrier):
+                event, barrier = item.event, item.barrier
+                waiting = []
+                for subscription in subscriptions:
+                    if subscription.types is None or type(event) in subscription.types:
+                        subscription.offer(event)
+                        if subscription.control and subscription.handler is not None:
+                            subscription.barriers[event.seq] = barrier
+                            waiting.append(subscription.name)
+                barrier.expect(waiting)
+                if type(event) in _REPORT_DROPS_ON:
+                    self._report_drops(event)
+            elif isinstance(item, _Unsubscribe):
+                self._remove(item.subscription)
+                subscriptions = self._subscriptions
+            else:
+                self._add(item.subscription)
+                subscriptions = self._subscriptions
+
+    def _add(self, subscription: Subscription) -> None:
+        if self._state == "closed":
+            subscription.close()
+            return
+        self._subscriptions = [*self._subscriptions, subscription]
+        if subscription.handler is not None:
+            self._handlers.start_soon(self._deliver, subscription, name=f"eventbus:{subscription.name}")
+
+    def _remove(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions = [s for s in self._subscriptions if s is not subscription]
+        subscription.close()
+
+    def _report_drops(self, cause: Event) -> None:
+        for subscription in self._subscriptions:
+            if subscription.dropped_unreported:
+                count, subscription.dropped_unreported = subscription.dropped_unreported, 0
+                self.publish_nowait(
+                    EventsDropped(
+                        run=cause.run,
+                        subscriber=subscription.name,
+                        count=count,
+                        total=subscription.dropped,
+                    )
+                )
+
+    async def _deliver(self, subscription: Subscription) -> None:
+        """One subscriber's task: hand it its events in order, route its commands."""
+        handler = subscription.handler
+        assert handler is not None
+        while True:
+            try:
+                event = await subscription.receive()
+            except anyio.EndOfStream:
+                return
+            subscription.busy = True
+            try:
+                result = await handler(event)
+            except Exception as exc:
+                subscription.failed += 1
+                self._report_failure(subscription, event, exc)
+            else:
+                if result is not None:
+                    self._route(subscription, event, result)
+            finally:
+                subscription.delivered += 1
+                subscription.busy = False
+                if subscription.barriers:
+                    barrier = subscription.barriers.pop(event.seq, None)
+                    if barrier is not None:
+                        barrier.arrive(subscription.name)
+
+    def _route(self, subscription: Subscription, cause: Event, result: object) -> None:
+        try:
+            commands = _as_commands(result)
+        except TypeError as exc:
+            subscription.failed += 1
+            self._report_failure(subscription, cause, exc)
+            return
+        for command in commands:
+            self._issue(subscription.name, cause, command)
+            subscription.commands += 1
+
+    def _issue(self, subscriber: str, cause: Event, command: Command) -> None:
+        if self._state == "closed":
+            logger.warning("%s returned %r after the bus closed; not applied", subscriber, command)
+            return
+        issued = self.publish_nowait(
+            CommandIssued(run=cause.run, command=command, subscriber=subscriber, cause=cause.seq)
+        )
+        sink = self._sinks.get(cause.run)
+        if sink is not None:
+            sink(issued.seq, command)
+        else:
+            self.publish_nowait(
+                CommandRejected(
+                    run=cause.run,
+                    command=command,
+                    issued=issued.seq,
+                    reason=f"run {cause.run!r} is not training (it ended, or it is a replay)",
+                )
+            )
+
+    def _report_failure(self, subscription: Subscription, cause: Event, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        self._failures.setdefault(subscription.name, error)
+        if type(cause) in _BUS_REPORTS:
+            # A failure on a failure report is logged, not published: no feedback loop.
+            logger.error("subscriber %s failed on %s: %s", subscription.name, cause.kind, error)
+            return
+        logger.error(
+            "subscriber %s failed on %s #%d: %s", subscription.name, cause.kind, cause.seq, error,
+            exc_info=exc if subscription.failed == 1 else None,
+        )
+        if self._state == "closed":
+            return
+        self.publish_nowait(
+            SubscriberFailed(
+                run=cause.run,
+                subscriber=subscription.name,
+                cause=cause.seq,
+                error=error,
+                traceback="".join(traceback.format_exception(exc)),
+            )
+        )
+        message = f"subscriber {subscription.name} failed on {cause.kind} #{cause.seq}: {error}"
+        if subscription.on_error == "stop":
+            self._issue(subscription.name, cause, StopTraining(reason=message))
+        elif subscription.on_error == "raise":
+            self._issue(subscription.name, cause, FailTraining(message=message))
+
+    def _report_at_close(self) -> None:
+        """Warn, in the closing thread, about anything that was lost or failed."""
+        lines = []
+        for stats in self.statistics().subscribers:
+            parts = []
+            if stats.dropped:
+                parts.append(f"dropped {stats.dropped} batch events")
+            if stats.undelivered:
+                parts.append(f"{stats.undelivered} events undelivered at close")
+            if stats.failed:
+                parts.append(f"failed on {stats.failed} events (first: {self._failures.get(stats.name)})")
+            if parts:
+                lines.append(f"{stats.name}: " + ", ".join(parts))
+        if lines:
+            warnings.warn(
+                "event bus closed with losses or failures:\n  " + "\n  ".join(lines),
+                EventBusWarning,
+                stacklevel=3,
+            )
+
+    def _unique_name(self, name: str) -> str:
+        with self._lock:
+            unique, n = name, 1
+            while unique in self._names:
+                n += 1
+                unique = f"{name}#{n}"
+            self._names.add(unique)
+            return unique
+
+
+class EventBusWarning(UserWarning):
+    """Events were dropped, left undelivered, or a subscriber failed."""
+
+
+class EventStream:
+    """Events as an async iterator: ``async for event in bus.stream(...)``."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.subscription.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Leave the bus; events not yet read are dropped."""
+        self.subscription.unsubscribe()
+        self.subscription.close()
+        self.subscription.discard()
+
+    def statistics(self) -> SubscriberStatistics:
+        return self.subscription.statistics()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _check_async_callable(handler: object) -> None:
+    if inspect.iscoroutinefunction(handler):
+        return
+    call = getattr(handler, "__call__", None)  # noqa: B004 - objects with async __call__
+    if call is not None and inspect.iscoroutinefunction(call):
+        return
+    what = f"{handler!r} of type {type(handler).__name__}"
+    if callable(handler):
+        raise TypeError(
+            f"subscribe() needs an async callable, got {what}; "
+            "define it with `async def handler(event): ...`"
+        )
+    raise TypeError(f"subscribe() needs an async callable, got {what}")
+
+
+def _name_of(handler: object) -> str:
+    name = getattr(handler, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    qualname = getattr(handler, "__qualname__", None)
+    if isinstance(qualname, str):
+        return qualname
+    return type(handler).__name__
+
+
+def _as_commands(result: object) -> list[Command]:
+    if isinstance(result, COMMAND_TYPES):
+        return [result]  # type: ignore[list-item]
+    if isinstance(result, Iterable) and not isinstance(result, (str, bytes, Mapping)):
+        commands = list(result)
+        if all(isinstance(c, COMMAND_TYPES) for c in commands):
+            return commands  # type: ignore[return-value]
+    raise TypeError(
+        f"a handler returned {result!r}; return None, a command "
+        "(eventbus.commands.StopTraining, ...) or an iterable of commands"
+    )
+
+
+def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:  # type: ignore[operator]
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {what} > 0, got {value!r}")
