@@ -18,6 +18,7 @@ from .exceptions import BusClosedError as BusClosedError
 from .exceptions import BusNotRunningError as BusNotRunningError
 from .exceptions import EventBusError as EventBusError
 from .exceptions import LoopThreadError as LoopThreadError
+from .subscriber import Subscriber as Subscriber
 from .subscription import SubscriberStatistics as SubscriberStatistics
 from .subscription import Subscription as Subscription
 
@@ -31,6 +32,7 @@ __all__ = [
     "EventBusWarning",
     "EventStream",
     "LoopThreadError",
+    "Subscriber",
     "SubscriberStatistics",
     "Subscription",
     "commands",

@@ -41,6 +41,7 @@ from ._wakeup import threadsafe_scheduler
 from .barrier import Barrier
 from .commands import COMMAND_TYPES, Command, FailTraining, StopTraining
 from .events import (
+    BUS_EVENTS,
     CommandIssued,
     CommandRejected,
     Event,
@@ -63,6 +64,7 @@ CommandSink = Callable[[int, Command], None]
 
 _REPORT_DROPS_ON = frozenset({EpochEnd, TrainEnd, TestEnd, PredictEnd})
 _BUS_REPORTS = frozenset({SubscriberFailed, EventsDropped})
+_BUS_EVENTS = frozenset(BUS_EVENTS)
 
 
 class BusStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,6 +160,7 @@ class EventBus:
         self._schedule_wake: Callable[[], None] = _nothing
         self._close_requested = False
         self._failures: dict[str, str] = {}
+        self._closed_reported = False
 
     def __repr__(self) -> str:
         return f"<EventBus {self._state} subscribers={len(self._subscriptions)} published={self._seq}>"
@@ -419,32 +422,32 @@ class EventBus:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
-        return await self._aclose(exc_type, exc, tb)
+    ) -> None:
+        await self.aclose()
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            if not self._loop_done.is_set():
+                task_group.cancel_scope.cancel()
+            # The body's own exception, if any, propagates as it is, not in a group.
+            await task_group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """Drain subscribers (up to ``close_timeout``) and stop; twice is harmless."""
-        await self._aclose(None, None, None)
+        """Drain subscribers (up to ``close_timeout``) and stop; twice is harmless.
 
-    async def _aclose(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+        Safe to call from inside the ``async with`` block, e.g. to end streams.
+        """
         if self._task_group is None:
             if self._thread is not None:
                 await anyio.to_thread.run_sync(self.close)
             self._state = "closed"
-            return None
-        task_group, self._task_group = self._task_group, None
+            return
+        if self._closed_reported:
+            return
         self._request_close()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout + 5.0):
             # Drain even when the body raised or was cancelled: bounded by the timeout.
             await self._loop_done.wait()
-        handled = await task_group.__aexit__(exc_type, exc, tb)
         self._report_at_close()
-        return handled
 
     # --- the loop ---------------------------------------------------------------
 
@@ -669,6 +672,8 @@ class EventBus:
                 traceback="".join(traceback.format_exception(exc)),
             )
         )
+        if type(cause) in _BUS_EVENTS:
+            return  # stopping or failing training answers training events only: no loops
         message = f"subscriber {subscription.name} failed on {cause.kind} #{cause.seq}: {error}"
         if subscription.on_error == "stop":
             self._issue(subscription.name, cause, StopTraining(reason=message))
@@ -677,6 +682,9 @@ class EventBus:
 
     def _report_at_close(self) -> None:
         """Warn, in the closing thread, about anything that was lost or failed."""
+        if self._closed_reported:
+            return
+        self._closed_reported = True
         lines = []
         for stats in self.statistics().subscribers:
             parts = []
@@ -763,9 +771,9 @@ def _name_of(handler: object) -> str:
     name = getattr(handler, "name", None)
     if isinstance(name, str) and name:
         return name
-    qualname = getattr(handler, "__qualname__", None)
-    if isinstance(qualname, str):
-        return qualname
+    function_name = getattr(handler, "__name__", None)
+    if isinstance(function_name, str):
+        return function_name
     return type(handler).__name__
 
 

@@ -24,7 +24,10 @@ __all__ = [
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
-    pass
+    @property
+    def kind(self) -> str:
+        """The wire tag, e.g. ``"stop_training"``."""
+        return type(self).__struct_config__.tag  # type: ignore[return-value]
 
 
 class StopTraining(_Command, frozen=True, kw_only=True, tag="stop_training"):
