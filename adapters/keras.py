@@ -366,7 +366,8 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         if rate is None:
             return None
         try:
-            return float(keras.ops.convert_to_numpy(rate))
+            # .numpy(), not convert_to_numpy: NumPy 2 deprecates the latter's path for variables.
+            return float(rate.numpy() if hasattr(rate, "numpy") else rate)
         except (TypeError, ValueError):
             return None
 
