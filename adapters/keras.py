@@ -125,9 +125,7 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
             self._end()
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._barrier(
-            EpochBegin(run=self._run, epoch=epoch, logs=_copy(logs), learning_rate=self._learning_rate())
-        )
+        self._barrier(EpochBegin(run=self._run, epoch=epoch, logs=_copy(logs), learning_rate=self._learning_rate()))
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         if not self._directions:  # compiled metrics are built by the first batch
@@ -306,7 +304,9 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
             try:
                 self._apply(command)
             except _Rejected as rejected:
-                self._publish_quietly(CommandRejected(run=self._run, command=command, issued=issued, reason=str(rejected)))
+                self._publish_quietly(
+                    CommandRejected(run=self._run, command=command, issued=issued, reason=str(rejected))
+                )
                 continue
             self._publish_quietly(CommandApplied(run=self._run, command=command, issued=issued))
             if isinstance(command, FailTraining):
@@ -356,9 +356,7 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         try:
             optimizer.learning_rate = float(value)
         except TypeError as exc:
-            raise _Rejected(
-                f"the optimizer's learning rate is driven by a schedule and cannot be set: {exc}"
-            ) from exc
+            raise _Rejected(f"the optimizer's learning rate is driven by a schedule and cannot be set: {exc}") from exc
 
     def _learning_rate(self) -> float | None:
         optimizer = getattr(self.model, "optimizer", None)

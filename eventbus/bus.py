@@ -29,7 +29,7 @@ import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.abc
@@ -44,13 +44,13 @@ from .events import (
     BUS_EVENTS,
     CommandIssued,
     CommandRejected,
+    EpochEnd,
     Event,
     EventsDropped,
+    PredictEnd,
     SubscriberFailed,
     TestEnd,
     TrainEnd,
-    EpochEnd,
-    PredictEnd,
 )
 from .exceptions import BusClosedError, BusNotRunningError
 from .subscription import OnError, SubscriberStatistics, Subscription, expand_kinds
@@ -197,7 +197,8 @@ class EventBus:
         _check_async_callable(handler)
         if self._state == "closed":
             raise BusClosedError("this bus is closed; subscribe to a new EventBus")
-        kinds = kinds if kinds is not None else getattr(handler, "kinds", None)
+        if kinds is None:
+            kinds = getattr(handler, "kinds", None)
         control = control if control is not None else bool(getattr(handler, "control", False))
         lossless = lossless if lossless is not None else bool(getattr(handler, "lossless", False))
         buffer_size = buffer_size if buffer_size is not None else self.buffer_size
@@ -658,7 +659,11 @@ class EventBus:
             logger.error("subscriber %s failed on %s: %s", subscription.name, cause.kind, error)
             return
         logger.error(
-            "subscriber %s failed on %s #%d: %s", subscription.name, cause.kind, cause.seq, error,
+            "subscriber %s failed on %s #%d: %s",
+            subscription.name,
+            cause.kind,
+            cause.seq,
+            error,
             exc_info=exc if subscription.failed == 1 else None,
         )
         if self._state == "closed":
@@ -761,8 +766,7 @@ def _check_async_callable(handler: object) -> None:
     what = f"{handler!r} of type {type(handler).__name__}"
     if callable(handler):
         raise TypeError(
-            f"subscribe() needs an async callable, got {what}; "
-            "define it with `async def handler(event): ...`"
+            f"subscribe() needs an async callable, got {what}; define it with `async def handler(event): ...`"
         )
     raise TypeError(f"subscribe() needs an async callable, got {what}")
 
@@ -779,11 +783,11 @@ def _name_of(handler: object) -> str:
 
 def _as_commands(result: object) -> list[Command]:
     if isinstance(result, COMMAND_TYPES):
-        return [result]  # type: ignore[list-item]
+        return [cast(Command, result)]
     if isinstance(result, Iterable) and not isinstance(result, (str, bytes, Mapping)):
         commands = list(result)
         if all(isinstance(c, COMMAND_TYPES) for c in commands):
-            return commands  # type: ignore[return-value]
+            return commands
     raise TypeError(
         f"a handler returned {result!r}; return None, a command "
         "(eventbus.commands.StopTraining, ...) or an iterable of commands"
@@ -792,6 +796,6 @@ def _as_commands(result: object) -> list[Command]:
 
 def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
         what = "an integer" if integer else "a number"
         raise ValueError(f"{name} must be {what} > 0, got {value!r}")

@@ -9,8 +9,6 @@ hook (at once, for commands answered at a barrier).
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 
 __all__ = [
@@ -60,7 +58,7 @@ class FailTraining(_Command, frozen=True, kw_only=True, tag="fail_training"):
     message: str
 
 
-Command = Union[StopTraining, SetLearningRate, SnapshotWeights, RestoreWeights, FailTraining]
+Command = StopTraining | SetLearningRate | SnapshotWeights | RestoreWeights | FailTraining
 """Every command: a tagged union, decodable by msgspec."""
 
 COMMAND_TYPES: tuple[type[_Command], ...] = (

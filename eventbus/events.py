@@ -17,7 +17,7 @@ New fields always get defaults, so logs written by older versions still decode.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 
@@ -267,28 +267,28 @@ BUS_EVENTS: tuple[type[Event], ...] = (
     BarrierTimedOut,
 )
 
-AnyEvent = Union[
-    TrainBegin,
-    TrainEnd,
-    EpochBegin,
-    EpochEnd,
-    TrainBatchBegin,
-    TrainBatchEnd,
-    TestBegin,
-    TestEnd,
-    TestBatchBegin,
-    TestBatchEnd,
-    PredictBegin,
-    PredictEnd,
-    PredictBatchBegin,
-    PredictBatchEnd,
-    CommandIssued,
-    CommandApplied,
-    CommandRejected,
-    SubscriberFailed,
-    EventsDropped,
-    BarrierTimedOut,
-]
+AnyEvent = (
+    TrainBegin
+    | TrainEnd
+    | EpochBegin
+    | EpochEnd
+    | TrainBatchBegin
+    | TrainBatchEnd
+    | TestBegin
+    | TestEnd
+    | TestBatchBegin
+    | TestBatchEnd
+    | PredictBegin
+    | PredictEnd
+    | PredictBatchBegin
+    | PredictBatchEnd
+    | CommandIssued
+    | CommandApplied
+    | CommandRejected
+    | SubscriberFailed
+    | EventsDropped
+    | BarrierTimedOut
+)
 """Every concrete event: decode with ``msgspec.msgpack.Decoder(AnyEvent)``."""
 
 _BATCH_EVENTS = frozenset(

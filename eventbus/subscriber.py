@@ -31,14 +31,13 @@ class Subscriber:
 
     control: ClassVar[bool] = False
     lossless: ClassVar[bool] = False
-    _methods: ClassVar[dict[type[Event], str]] = {}
+    _methods: dict[type[Event], str] = {}
+    """Event class -> method name; set per class, narrowed per instance if needed."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._methods = {
-            event_type: method
-            for method, event_type in _BY_METHOD.items()
-            if callable(getattr(cls, method, None))
+            event_type: method for method, event_type in _BY_METHOD.items() if callable(getattr(cls, method, None))
         }
 
     @property

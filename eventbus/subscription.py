@@ -177,7 +177,9 @@ class Subscription:
         self._bus.unsubscribe(self)
 
 
-def expand_kinds(kinds: Iterable[type[Event] | str] | None) -> frozenset[type[Event]] | None:
+def expand_kinds(
+    kinds: Iterable[type[Event] | str] | type[Event] | str | None,
+) -> frozenset[type[Event]] | None:
     """Normalise ``kinds=`` (event classes, base classes or wire tags) to concrete classes."""
     if kinds is None:
         return None

@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
 
 import msgspec
 
 from .bus import _as_commands
 from .commands import Command, FailTraining, RestoreWeights, SetLearningRate, SnapshotWeights, StopTraining
-from .events import Event, EpochBegin, EpochEnd, TrainBegin, TrainBatchEnd, TrainEnd, TrainBatchBegin
+from .events import EpochBegin, EpochEnd, Event, TrainBatchBegin, TrainBatchEnd, TrainBegin, TrainEnd
 from .subscription import expand_kinds
 
 __all__ = ["FitResult", "Recorder", "simulate_fit"]
@@ -87,9 +85,7 @@ async def simulate_fit(
             kinds = expand_kinds(getattr(subscriber, "kinds", None))
             if kinds is not None and type(event) not in kinds:
                 continue
-            result = subscriber(event)
-            if inspect.isawaitable(result):
-                result = await result
+            result: object = await subscriber(event)
             if result is not None:
                 for command in _as_commands(result):
                     state.apply(command)
@@ -146,5 +142,3 @@ def _float32(value: float) -> float:
     from .subscribers._monitor import float32
 
     return float32(value)
-
-

@@ -8,9 +8,9 @@ from typing import Any
 
 import keras
 import numpy as np
+from eventbus.adapters.keras import KerasBridge
 
 from eventbus import EventBus, events
-from eventbus.adapters.keras import KerasBridge
 from eventbus.testing import Recorder
 
 FEATURES = 16
@@ -31,7 +31,9 @@ def classification_data(n: int = 160, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 def regression_model(seed: int = 1, learning_rate: float | Any = 0.05) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((FEATURES,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
         loss="mean_squared_error",
@@ -43,7 +45,11 @@ def regression_model(seed: int = 1, learning_rate: float | Any = 0.05) -> keras.
 def classification_model(seed: int = 1, learning_rate: float = 0.05) -> keras.Model:
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(
-        [keras.Input((FEATURES,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(4, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
     )
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
@@ -94,10 +100,12 @@ def fit_with_bus(
         for subscriber in subscribers:
             bus.subscribe(subscriber)
         history = model.fit(*data, callbacks=[KerasBridge(bus)], **{**FIT, **fit})
-    return Run(history=history.history, weights=model.get_weights(), events=recorder.events, statistics=bus.statistics())
+    return Run(
+        history=history.history, weights=model.get_weights(), events=recorder.events, statistics=bus.statistics()
+    )
 
 
 def assert_same_weights(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> None:
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)

@@ -34,7 +34,10 @@ def test_subscribing_a_plain_function_names_it() -> None:
     def handler(event: events.Event) -> None: ...
 
     bus = EventBus()
-    with pytest.raises(TypeError, match=r"^subscribe\(\) needs an async callable, got <function .*handler.*> of type function; define it with `async def handler\(event\): \.\.\.`$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^subscribe\(\) needs an async callable, got <function .*handler.*> of type function; define it with `async def handler\(event\): \.\.\.`$",
+    ):
         bus.subscribe(handler)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^subscribe\(\) needs an async callable, got 42 of type int$"):
         bus.subscribe(42)  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ class Monitor:
         """Pick the comparison, once, as Keras does on the first epoch end."""
         if self.op is not None:
             return
+        op: Callable[[float, float], bool]
         if self.mode == "min":
             op = _less
         elif self.mode == "max":

@@ -81,8 +81,7 @@ class EarlyStopping(Subscriber):
         current = event.logs.get(self.monitor)
         if current is None:
             logger.warning(
-                "Early stopping conditioned on metric `%s` which is not available. "
-                "Available metrics are: %s",
+                "Early stopping conditioned on metric `%s` which is not available. Available metrics are: %s",
                 self.monitor,
                 ",".join(event.logs),
             )
@@ -107,9 +106,7 @@ class EarlyStopping(Subscriber):
             return commands
         if self.wait >= self.patience and event.epoch > 0:
             self.stopped_epoch = event.epoch
-            commands.append(
-                StopTraining(reason=f"{self.monitor} did not improve for {self.wait} epochs")
-            )
+            commands.append(StopTraining(reason=f"{self.monitor} did not improve for {self.wait} epochs"))
         return commands
 
     def on_train_end(self, event: TrainEnd) -> Command | None:

@@ -11,10 +11,10 @@ import anyio
 import keras
 import numpy as np
 import pytest
+from eventbus.adapters.keras import KerasBridge
 from kerasfit import FIT, regression_data, regression_model
 
 from eventbus import BusClosedError, BusNotRunningError, EventBus, EventBusWarning, LoopThreadError, events
-from eventbus.adapters.keras import KerasBridge
 from eventbus.commands import RestoreWeights, SetLearningRate, SnapshotWeights, StopTraining
 from eventbus.testing import Recorder
 
@@ -115,7 +115,9 @@ def test_epoch_events_carry_the_learning_rate() -> None:
     recorder = Recorder(kinds=[events.TrainBegin, events.EpochBegin, events.EpochEnd])
     with EventBus() as bus:
         bus.subscribe(recorder)
-        regression_model(learning_rate=0.25).fit(*regression_data(64), epochs=2, verbose=0, callbacks=[KerasBridge(bus)])
+        regression_model(learning_rate=0.25).fit(
+            *regression_data(64), epochs=2, verbose=0, callbacks=[KerasBridge(bus)]
+        )
     assert [e.learning_rate for e in recorder.events] == [0.25] * 5  # type: ignore[attr-defined]
 
 
@@ -172,7 +174,7 @@ def test_commands_apply_on_the_training_thread() -> None:
         bridge = KerasBridge(bus)
         model.fit(x, y, epochs=3, verbose=0, callbacks=[bridge])
     assert seen_threads == {threading.get_ident()}  # plain fit: the caller's thread
-    for got, expected in zip(model.get_weights(), bridge.snapshots["first"]):
+    for got, expected in zip(model.get_weights(), bridge.snapshots["first"], strict=True):
         np.testing.assert_array_equal(got, expected)
 
 
@@ -188,7 +190,9 @@ def test_a_stop_at_epoch_end_stops_where_keras_would() -> None:
 
 def test_commands_that_cannot_be_applied_are_reported_and_training_goes_on() -> None:
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.9)
-    answers = iter([SetLearningRate(learning_rate=math.nan), SetLearningRate(learning_rate=-1.0), RestoreWeights(tag="nope")])
+    answers = iter(
+        [SetLearningRate(learning_rate=math.nan), SetLearningRate(learning_rate=-1.0), RestoreWeights(tag="nope")]
+    )
 
     async def bad(event: events.Event) -> Any:
         return next(answers, None)
@@ -213,7 +217,9 @@ def test_commands_that_cannot_be_applied_are_reported_and_training_goes_on() -> 
     with EventBus() as bus:
         bus.subscribe(set_rate, kinds=[events.EpochBegin], control=True)
         bus.subscribe(recorder)
-        regression_model(learning_rate=schedule).fit(*regression_data(64), epochs=2, verbose=0, callbacks=[KerasBridge(bus)])
+        regression_model(learning_rate=schedule).fit(
+            *regression_data(64), epochs=2, verbose=0, callbacks=[KerasBridge(bus)]
+        )
     assert len(recorder.events) == 2
     assert recorder.events[0].reason.startswith(  # type: ignore[attr-defined]
         "the optimizer's learning rate is driven by a schedule and cannot be set"
@@ -320,7 +326,9 @@ def test_closing_the_bus_mid_fit_loses_nothing_silently() -> None:
                 bus.close()
 
     bridge = KerasBridge(bus)
-    with pytest.warns(RuntimeWarning, match=r"the event bus closed during fit; epoch_begin and later events are not delivered"):
+    with pytest.warns(
+        RuntimeWarning, match=r"the event bus closed during fit; epoch_begin and later events are not delivered"
+    ):
         history = regression_model().fit(
             *regression_data(64), epochs=2, batch_size=32, verbose=0, callbacks=[bridge, CloseAfterFirstEpoch()]
         )

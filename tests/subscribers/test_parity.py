@@ -156,7 +156,10 @@ def test_terminate_on_nan_stops_in_the_same_epoch_as_keras(capsys: pytest.Captur
 
 
 def test_terminate_on_nan_can_fail_training() -> None:
-    with pytest.raises(RuntimeError, match=r"^NaN or Inf loss encountered at batch 2\. Loss value: nan\. Terminating training immediately\.$"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^NaN or Inf loss encountered at batch 2\. Loss value: nan\. Terminating training immediately\.$",
+    ):
         fit_with_bus(regression_model, nan_data(), [subscribers.TerminateOnNaN(raise_error=True)], validation_split=0)
 
 
