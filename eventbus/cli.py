@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser(
-        "demo", help="train the Keras guide's model on the digits data set with its callbacks on the bus", add_help=False
+        "demo",
+        help="train the Keras guide's model on the digits data set with its callbacks on the bus",
+        add_help=False,
     )
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":

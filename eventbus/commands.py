@@ -39,6 +39,12 @@ class SetLearningRate(_Command, frozen=True, kw_only=True, tag="set_learning_rat
 
     learning_rate: float
 
+    def __post_init__(self) -> None:
+        # Schedules often return NumPy scalars; keep the command a plain, encodable float.
+        value = self.learning_rate
+        if not isinstance(value, (float, bool)) and hasattr(value, "__float__"):
+            msgspec.structs.force_setattr(self, "learning_rate", float(value))
+
 
 class SnapshotWeights(_Command, frozen=True, kw_only=True, tag="snapshot_weights"):
     """Keep a copy of the model's weights under ``tag`` (in memory, on the bridge)."""

@@ -20,6 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import anyio  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+from eventbus import BusStatistics, EventBus, events  # noqa: E402
 from eventbus.adapters.keras import KerasBridge  # noqa: E402
 from eventbus.commands import SetLearningRate, SnapshotWeights  # noqa: E402
 from eventbus.examples.seed_callbacks import (  # noqa: E402
@@ -28,8 +30,6 @@ from eventbus.examples.seed_callbacks import (  # noqa: E402
     LossAndErrorPrintingCallback,
     lr_schedule,
 )
-
-from eventbus import BusStatistics, EventBus, events  # noqa: E402
 from eventbus.subscribers import History  # noqa: E402
 from eventbus.testing import Recorder  # noqa: E402
 
@@ -113,9 +113,7 @@ def run(*, epochs: int = 30, seed: int = 0, patience: int = 2, out: TextIO | Non
         bus.subscribe(rates)
         bridge = KerasBridge(bus)
         started = time.perf_counter()
-        model.fit(
-            x_train, y_train, batch_size=64, steps_per_epoch=5, epochs=epochs, verbose=0, callbacks=[bridge]
-        )
+        model.fit(x_train, y_train, batch_size=64, steps_per_epoch=5, epochs=epochs, verbose=0, callbacks=[bridge])
         seconds = time.perf_counter() - started
         test = model.evaluate(x_test, y_test, batch_size=128, verbose=0, return_dict=True)
     applied_rates = [r.learning_rate for r in rates.events]  # type: ignore[attr-defined]
@@ -152,8 +150,9 @@ def report(result: DemoResult, out: TextIO) -> None:
         if isinstance(event, events.CommandApplied):
             counts[type(event.command).__name__] = counts.get(type(event.command).__name__, 0) + 1
     print("commands applied on the training thread: " + ", ".join(f"{n} x {k}" for k, n in counts.items()), file=out)
+    routine = (SetLearningRate, SnapshotWeights)
     for event in result.decisions:
-        if isinstance(event, events.CommandApplied) and not isinstance(event.command, (SetLearningRate, SnapshotWeights)):
+        if isinstance(event, events.CommandApplied) and not isinstance(event.command, routine):
             print(f"  event #{event.seq}: {_describe(event.command)}", file=out)
         elif not isinstance(event, events.CommandApplied):
             print(f"  event #{event.seq}: {event.kind}: {getattr(event, 'reason', '')}", file=out)
