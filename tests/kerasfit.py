@@ -8,9 +8,9 @@ from typing import Any
 
 import keras
 import numpy as np
-from eventbus.adapters.keras import KerasBridge
 
 from eventbus import EventBus, events
+from eventbus.adapters.keras import KerasBridge
 from eventbus.testing import Recorder
 
 FEATURES = 16

@@ -355,3 +355,13 @@ def test_a_bus_runs_once() -> None:
         pass
     with pytest.raises(RuntimeError, match=r"^this bus was already started \(closed\); an EventBus runs once$"):
         bus.start()
+
+
+def test_subscribers_may_subscribe_before_the_bus_starts() -> None:
+    recorder = Recorder()
+    bus = EventBus()
+    bus.subscribe(recorder)
+    assert bus.statistics()["Recorder"].delivered == 0
+    with bus:
+        bus.publish_nowait(batch(0))
+    assert [e.seq for e in recorder.events] == [0]

@@ -11,10 +11,10 @@ import anyio
 import keras
 import numpy as np
 import pytest
-from eventbus.adapters.keras import KerasBridge
 from kerasfit import FIT, regression_data, regression_model
 
 from eventbus import BusClosedError, BusNotRunningError, EventBus, EventBusWarning, LoopThreadError, events
+from eventbus.adapters.keras import KerasBridge
 from eventbus.commands import RestoreWeights, SetLearningRate, SnapshotWeights, StopTraining
 from eventbus.testing import Recorder
 
@@ -343,3 +343,26 @@ def test_fit_params_are_unchanged_by_the_bridge() -> None:
     with EventBus() as bus:
         bridged = regression_model().fit(x, y, callbacks=[KerasBridge(bus)], **{**FIT, "epochs": 3})
     assert plain.history == bridged.history
+
+
+def test_only_train_and_epoch_boundaries_wait_for_control_subscribers() -> None:
+    waited: list[str] = []
+
+    async def controller(event: events.Event) -> None:
+        return None
+
+    with EventBus() as bus:
+        bus.subscribe(controller, control=True)
+        original = bus.publish_with_barrier
+
+        def spy(event: events.Event) -> Any:
+            waited.append(event.kind)
+            return original(event)
+
+        bus.publish_with_barrier = spy  # type: ignore[method-assign]
+        model = regression_model()
+        bridge = KerasBridge(bus)
+        model.fit(*regression_data(64), epochs=2, batch_size=32, validation_split=0.25, verbose=0, callbacks=[bridge])
+        model.evaluate(*regression_data(64), verbose=0, callbacks=[bridge])
+        model.predict(regression_data(64)[0], verbose=0, callbacks=[bridge])
+    assert waited == ["train_begin"] + ["epoch_begin", "epoch_end"] * 2 + ["train_end"]
