@@ -51,11 +51,12 @@ from .events import (
     SubscriberFailed,
     TestEnd,
     TrainEnd,
+    is_batch_event,
 )
 from .exceptions import BusClosedError, BusNotRunningError
 from .subscription import OnError, SubscriberStatistics, Subscription, expand_kinds
 
-__all__ = ["BusStatistics", "EventBus", "EventStream"]
+__all__ = ["INGRESS", "BusStatistics", "EventBus", "EventStream"]
 
 logger = logging.getLogger("eventbus")
 
@@ -65,6 +66,9 @@ CommandSink = Callable[[int, Command], None]
 _REPORT_DROPS_ON = frozenset({EpochEnd, TrainEnd, TestEnd, PredictEnd})
 _BUS_REPORTS = frozenset({SubscriberFailed, EventsDropped})
 _BUS_EVENTS = frozenset(BUS_EVENTS)
+_DRAIN_BATCH = 512
+INGRESS = "(ingress)"
+"""The ``subscriber`` of an :class:`EventsDropped` for events every subscriber lost."""
 
 
 class BusStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +76,8 @@ class BusStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
     published: int
     """Events that entered the bus (the next ``seq``)."""
+    dropped_at_ingress: int = 0
+    """Batch events refused because the loop was ``max_backlog`` events behind."""
     subscribers: tuple[SubscriberStatistics, ...]
 
     def __getitem__(self, name: str) -> SubscriberStatistics:
@@ -117,6 +123,9 @@ class EventBus:
             flow. The producer never pays for a wake-up in that time.
         backend: ``"asyncio"`` or ``"trio"``, for the background thread of
             ``with EventBus()``; ``async with`` uses the caller's loop.
+        max_backlog: events waiting to be fanned out beyond which new batch
+            events are dropped at ingress (counted), so a producer faster than
+            the loop cannot grow memory without bound.
     """
 
     def __init__(
@@ -125,13 +134,15 @@ class EventBus:
         buffer_size: int = 1024,
         barrier_timeout: float = 10.0,
         close_timeout: float = 10.0,
-        latency: float = 0.005,
+        latency: float = 0.02,
         backend: Literal["asyncio", "trio"] = "asyncio",
+        max_backlog: int = 65536,
     ) -> None:
         _check_positive("buffer_size", buffer_size, integer=True)
         _check_positive("barrier_timeout", barrier_timeout)
         _check_positive("close_timeout", close_timeout)
         _check_positive("latency", latency)
+        _check_positive("max_backlog", max_backlog, integer=True)
         if backend not in ("asyncio", "trio"):
             raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
         self.buffer_size = buffer_size
@@ -139,6 +150,9 @@ class EventBus:
         self.close_timeout = close_timeout
         self.latency = latency
         self.backend = backend
+        self.max_backlog = max_backlog
+        self._dropped_at_ingress = 0
+        self._ingress_unreported = 0
 
         self._lock = threading.Lock()
         self._ingress: deque[Event | _Op] = deque()
@@ -274,6 +288,10 @@ class EventBus:
         """
         if self._state == "closed":
             raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
+        if len(self._ingress) >= self.max_backlog and is_batch_event(event):
+            self._dropped_at_ingress += 1  # the loop is far behind: shed load, counted
+            self._ingress_unreported += 1
+            return event
         with self._lock:
             force_setattr(event, "seq", self._seq)
             self._seq += 1
@@ -346,6 +364,7 @@ class EventBus:
             registry = tuple(self._registry)
         return BusStatistics(
             published=self._seq,
+            dropped_at_ingress=self._dropped_at_ingress,
             subscribers=tuple(s.statistics() for s in registry),
         )
 
@@ -483,11 +502,12 @@ class EventBus:
 
     async def _dispatch_until_close(self) -> None:
         ingress = self._ingress
-        linger = max(0.25, 20 * self.latency)
+        linger = max(0.25, 10 * self.latency)
         last_event = anyio.current_time()
         while not self._close_requested:
             if ingress:
-                self._drain_ingress()
+                # A bounded batch, then yield: subscribers run even under a fast producer.
+                self._drain_ingress(_DRAIN_BATCH)
                 last_event = anyio.current_time()
                 await anyio.lowlevel.checkpoint()
                 continue
@@ -538,12 +558,17 @@ class EventBus:
             self._ingress.append(op)
         self._wake_soon()
 
-    def _drain_ingress(self) -> None:
+    def _drain_ingress(self, limit: int = -1) -> None:
+        """Fan out queued events: all of them, or at most ``limit`` before yielding."""
         ingress = self._ingress
         subscriptions = self._subscriptions
-        while ingress:
+        while ingress and limit != 0:
+            limit -= 1
             item = ingress.popleft()
             if isinstance(item, Event):
+                if type(item) is SubscriberFailed:
+                    self._fan_out_failure(item)
+                    continue
                 for subscription in subscriptions:
                     if subscription.types is None or type(item) in subscription.types:
                         subscription.offer(item)
@@ -568,6 +593,12 @@ class EventBus:
                 self._add(item.subscription)
                 subscriptions = self._subscriptions
 
+    def _fan_out_failure(self, event: SubscriberFailed) -> None:
+        """A failure report goes to everyone but the subscriber that failed."""
+        for subscription in self._subscriptions:
+            if subscription.name != event.subscriber and subscription.accepts(event):
+                subscription.offer(event)
+
     def _add(self, subscription: Subscription) -> None:
         if self._state == "closed":
             subscription.close()
@@ -582,6 +613,11 @@ class EventBus:
         subscription.close()
 
     def _report_drops(self, cause: Event) -> None:
+        if self._ingress_unreported:
+            count, self._ingress_unreported = self._ingress_unreported, 0
+            self.publish_nowait(
+                EventsDropped(run=cause.run, subscriber=INGRESS, count=count, total=self._dropped_at_ingress)
+            )
         for subscription in self._subscriptions:
             if subscription.dropped_unreported:
                 count, subscription.dropped_unreported = subscription.dropped_unreported, 0
@@ -653,28 +689,22 @@ class EventBus:
 
     def _report_failure(self, subscription: Subscription, cause: Event, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
-        self._failures.setdefault(subscription.name, error)
-        if type(cause) in _BUS_REPORTS:
-            # A failure on a failure report is logged, not published: no feedback loop.
-            logger.error("subscriber %s failed on %s: %s", subscription.name, cause.kind, error)
-            return
-        logger.error(
-            "subscriber %s failed on %s #%d: %s",
-            subscription.name,
-            cause.kind,
-            cause.seq,
-            error,
-            exc_info=exc if subscription.failed == 1 else None,
-        )
-        if self._state == "closed":
-            return
+        first = subscription.name not in self._failures
+        if first:
+            self._failures[subscription.name] = error
+            logger.error("subscriber %s failed on %s #%d", subscription.name, cause.kind, cause.seq, exc_info=exc)
+        else:  # counted, published, and summed up at close: no log line per event
+            logger.debug("subscriber %s failed on %s #%d: %s", subscription.name, cause.kind, cause.seq, error)
+        if type(cause) in _BUS_REPORTS or self._state == "closed":
+            return  # a failure on a failure report is not published: no feedback loop
         self.publish_nowait(
             SubscriberFailed(
                 run=cause.run,
                 subscriber=subscription.name,
                 cause=cause.seq,
                 error=error,
-                traceback="".join(traceback.format_exception(exc)),
+                # Formatting a traceback costs ~100 us: once per subscriber is enough.
+                traceback="".join(traceback.format_exception(exc)) if first else "",
             )
         )
         if type(cause) in _BUS_EVENTS:
@@ -691,7 +721,10 @@ class EventBus:
             return
         self._closed_reported = True
         lines = []
-        for stats in self.statistics().subscribers:
+        statistics = self.statistics()
+        if statistics.dropped_at_ingress:
+            lines.append(f"{INGRESS}: dropped {statistics.dropped_at_ingress} batch events, the loop was behind")
+        for stats in statistics.subscribers:
             parts = []
             if stats.dropped:
                 parts.append(f"dropped {stats.dropped} batch events")

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", gc=False):
     @property
     def kind(self) -> str:
         """The wire tag, e.g. ``"stop_training"``."""

@@ -13,6 +13,8 @@ Every event carries an envelope:
 - ``time``: wall-clock seconds (``time.time()``) when the event was built.
 
 New fields always get defaults, so logs written by older versions still decode.
+Events hold no reference cycles, so they are not tracked by the garbage
+collector (``gc=False``): queues of them never trigger full collections.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ __all__ = [
 Direction = Literal["up", "down"]
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", gc=False):
     """The envelope every event carries."""
 
     run: str = ""

@@ -209,8 +209,8 @@ async def test_a_subscriber_failing_on_every_event_makes_no_feedback_loop(anyio_
         async with EventBus() as bus:
             bus.subscribe(broken)  # also receives its own failure reports
             bus.publish_nowait(batch(0))
-    # one failure on the batch, one on its own report, and no more
-    assert bus.statistics()["broken"].failed == 2
+    # one failure, one report (not sent back to it), and no more
+    assert bus.statistics()["broken"].failed == 1
     assert bus.statistics().published == 2
 
 
@@ -365,3 +365,40 @@ def test_subscribers_may_subscribe_before_the_bus_starts() -> None:
     with bus:
         bus.publish_nowait(batch(0))
     assert [e.seq for e in recorder.events] == [0]
+
+
+def test_a_producer_far_ahead_of_the_loop_sheds_batch_events_at_ingress_counted() -> None:
+    recorder = Recorder(lossless=True)
+    bus = EventBus(max_backlog=10)
+    bus.subscribe(recorder)  # one op in the queue
+    for i in range(20):  # published before the loop runs: the backlog fills up
+        bus.publish_nowait(batch(i))
+    bus.publish_nowait(epoch_end(0))  # never dropped
+    with pytest.warns(EventBusWarning, match=r"\(ingress\): dropped 11 batch events, the loop was behind"):
+        with bus:
+            pass
+    kept = recorder.of(events.TrainBatchEnd)
+    assert [e.batch for e in kept] == list(range(9))  # type: ignore[attr-defined]
+    assert [e.seq for e in recorder.events[:10]] == list(range(10))  # no gap: dropped events get no seq
+    report = recorder.of(events.EventsDropped)
+    assert [(r.subscriber, r.count) for r in report] == [("(ingress)", 11)]  # type: ignore[attr-defined]
+    assert bus.statistics().dropped_at_ingress == 11
+
+
+async def test_a_failure_report_is_not_sent_to_the_subscriber_that_failed(anyio_backend: str) -> None:
+    seen: list[str] = []
+
+    async def broken(event: events.Event) -> None:
+        seen.append(event.kind)
+        raise RuntimeError("always")
+
+    recorder = Recorder(kinds=[events.SubscriberFailed])
+    with pytest.warns(EventBusWarning):
+        async with EventBus() as bus:
+            bus.subscribe(broken)
+            bus.subscribe(recorder)
+            for i in range(3):
+                bus.publish_nowait(batch(i))
+    assert seen == ["train_batch_end"] * 3
+    tracebacks = [e.traceback for e in recorder.events]  # type: ignore[attr-defined]
+    assert "RuntimeError: always" in tracebacks[0] and tracebacks[1:] == ["", ""]

@@ -3,6 +3,7 @@ thread, and nothing that goes wrong outside training stops it."""
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any
@@ -366,3 +367,17 @@ def test_only_train_and_epoch_boundaries_wait_for_control_subscribers() -> None:
         model.evaluate(*regression_data(64), verbose=0, callbacks=[bridge])
         model.predict(regression_data(64)[0], verbose=0, callbacks=[bridge])
     assert waited == ["train_begin"] + ["epoch_begin", "epoch_end"] * 2 + ["train_end"]
+
+
+@pytest.mark.anyio
+async def test_streaming_events_while_fit_runs_in_a_task(anyio_backend: str) -> None:
+    x, y = regression_data(64)
+    losses: list[float] = []
+    async with EventBus() as bus, anyio.create_task_group() as tg:
+        stream = bus.stream(events.EpochEnd, events.TrainEnd)
+        tg.start_soon(functools.partial(KerasBridge(bus).fit, regression_model(), x, y, epochs=3, verbose=0))
+        async for event in stream:
+            if isinstance(event, events.TrainEnd):
+                break
+            losses.append(event.logs["loss"])  # type: ignore[attr-defined]
+    assert len(losses) == 3
