@@ -495,7 +495,8 @@ class EventBus:
                 self._state = "closed"
             for subscription in self._subscriptions:
                 subscription.close()
-                subscription.discard()
+                if subscription.handler is not None:
+                    subscription.discard()  # a stream's reader still gets what is queued
             self._schedule_wake = _nothing
             self._started.set()
             self._loop_done.set()
@@ -531,7 +532,8 @@ class EventBus:
         with anyio.move_on_after(self.close_timeout):
             while True:
                 self._drain_ingress()
-                if not self._ingress and all(s.idle for s in self._subscriptions):
+                # Streams are read by their owner, maybe never again: only handlers are waited for.
+                if not self._ingress and all(s.idle for s in self._subscriptions if s.handler is not None):
                     break
                 await anyio.sleep(0.001)
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 __all__ = ["main"]
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         try:
-            from eventbus.examples import demo
+            demo = importlib.import_module("eventbus.examples.demo")
         except ImportError as exc:
             print(
                 f"eventbus demo needs TensorFlow and scikit-learn ({exc}); "
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        return demo.main(rest)
+        return int(demo.main(rest))
     parser.print_help()
     return 1 if argv else 0
 

@@ -402,3 +402,14 @@ async def test_a_failure_report_is_not_sent_to_the_subscriber_that_failed(anyio_
     assert seen == ["train_batch_end"] * 3
     tracebacks = [e.traceback for e in recorder.events]  # type: ignore[attr-defined]
     assert "RuntimeError: always" in tracebacks[0] and tracebacks[1:] == ["", ""]
+
+
+async def test_an_unread_stream_does_not_hold_up_closing(anyio_backend: str) -> None:
+    async with EventBus(close_timeout=30) as bus:
+        stream = bus.stream()
+        for i in range(3):
+            bus.publish_nowait(batch(i))
+        with anyio.fail_after(5):
+            await bus.aclose()
+    # what was queued can still be read, then the stream ends
+    assert [e.batch async for e in stream] == [0, 1, 2]  # type: ignore[attr-defined]
