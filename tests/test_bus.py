@@ -413,3 +413,15 @@ async def test_an_unread_stream_does_not_hold_up_closing(anyio_backend: str) -> 
             await bus.aclose()
     # what was queued can still be read, then the stream ends
     assert [e.batch async for e in stream] == [0, 1, 2]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_background_thread_runs_either_backend(backend: str) -> None:
+    recorder = Recorder()
+    with EventBus(backend=backend) as bus:  # type: ignore[arg-type]
+        bus.subscribe(recorder)
+        for i in range(10):
+            bus.publish_nowait(batch(i))
+    assert [e.seq for e in recorder.events] == list(range(10))
+    with pytest.raises(ValueError, match=r"^backend must be 'asyncio' or 'trio', got 'curio'$"):
+        EventBus(backend="curio")  # type: ignore[arg-type]
