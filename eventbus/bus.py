@@ -41,6 +41,7 @@ from ._wakeup import threadsafe_scheduler
 from .barrier import Barrier
 from .commands import COMMAND_TYPES, Command, FailTraining, StopTraining
 from .events import (
+    BATCH_EVENTS,
     BUS_EVENTS,
     CommandIssued,
     CommandRejected,
@@ -51,7 +52,6 @@ from .events import (
     SubscriberFailed,
     TestEnd,
     TrainEnd,
-    is_batch_event,
 )
 from .exceptions import BusClosedError, BusNotRunningError
 from .subscription import OnError, SubscriberStatistics, Subscription, expand_kinds
@@ -67,6 +67,8 @@ _REPORT_DROPS_ON = frozenset({EpochEnd, TrainEnd, TestEnd, PredictEnd})
 _BUS_REPORTS = frozenset({SubscriberFailed, EventsDropped})
 _BUS_EVENTS = frozenset(BUS_EVENTS)
 _DRAIN_BATCH = 512
+_now = time.time
+_get_ident = threading.get_ident
 INGRESS = "(ingress)"
 """The ``subscriber`` of an :class:`EventsDropped` for events every subscriber lost."""
 
@@ -158,6 +160,7 @@ class EventBus:
         self._ingress: deque[Event | _Op] = deque()
         self._seq = 0
         self._subscriptions: list[Subscription] = []
+        self._routes: dict[type[object], tuple[Callable[[Event], None], ...]] = {}
         self._registry: list[Subscription] = []
         self._control_count = 0
         self._names: set[str] = set()
@@ -191,6 +194,7 @@ class EventBus:
         lossless: bool | None = None,
         buffer_size: int | None = None,
         on_error: OnError | None = None,
+        batched: bool | None = None,
     ) -> Subscription:
         """Deliver events to ``handler``, an async callable ``(event) -> commands``.
 
@@ -207,6 +211,9 @@ class EventBus:
             buffer_size: batch events held before the oldest are dropped.
             on_error: ``"report"`` (default), ``"stop"`` training, or ``"raise"``
                 in the training thread, when the handler raises.
+            batched: call the handler with a list of every event queued for
+                it (in order, up to 512) instead of one event at a time. Sinks
+                that write or send in batches keep up with far more events.
         """
         _check_async_callable(handler)
         if self._state == "closed":
@@ -215,6 +222,7 @@ class EventBus:
             kinds = getattr(handler, "kinds", None)
         control = control if control is not None else bool(getattr(handler, "control", False))
         lossless = lossless if lossless is not None else bool(getattr(handler, "lossless", False))
+        batched = batched if batched is not None else bool(getattr(handler, "batched", False))
         buffer_size = buffer_size if buffer_size is not None else self.buffer_size
         _check_positive("buffer_size", buffer_size, integer=True)
         on_error = on_error if on_error is not None else getattr(handler, "on_error", "report")
@@ -229,6 +237,7 @@ class EventBus:
             lossless=lossless,
             control=control,
             on_error=on_error,
+            batched=batched,
         )
         self._register(subscription)
         return subscription
@@ -281,23 +290,25 @@ class EventBus:
     # --- publishing -------------------------------------------------------------
 
     def publish_nowait(self, event: Event) -> Event:
-        """Stamp ``event`` with its ``seq`` and time and queue it; never blocks.
+        """Queue ``event``; never blocks. Thread-safe.
 
-        Thread-safe. Returns the same event, now stamped. Raises
+        The event's ``time`` is stamped now. Its ``seq`` is stamped as the loop
+        takes it in (at once, on the loop's own thread), so sequence numbers
+        are gapless and in delivery order whichever threads publish. Raises
         :class:`BusClosedError` once the bus has closed.
         """
         if self._state == "closed":
             raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
-        if len(self._ingress) >= self.max_backlog and is_batch_event(event):
+        ingress = self._ingress
+        if len(ingress) >= self.max_backlog and type(event) in BATCH_EVENTS:
             self._dropped_at_ingress += 1  # the loop is far behind: shed load, counted
             self._ingress_unreported += 1
             return event
-        with self._lock:
-            force_setattr(event, "seq", self._seq)
-            self._seq += 1
-            force_setattr(event, "time", time.time())
-            self._ingress.append(event)
-        if self._parked:
+        force_setattr(event, "time", _now())
+        ingress.append(event)  # atomic: no lock on the producer's path
+        if _get_ident() == self._loop_thread:
+            self._drain_ingress()  # stamp it, and everything queued before it, now
+        elif self._parked:
             self._wake_soon()
         return event
 
@@ -313,11 +324,8 @@ class EventBus:
         if self._state == "closed":
             raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
         barrier = Barrier()
-        with self._lock:
-            force_setattr(event, "seq", self._seq)
-            self._seq += 1
-            force_setattr(event, "time", time.time())
-            self._ingress.append(_WithBarrier(event, barrier))
+        force_setattr(event, "time", _now())
+        self._ingress.append(_WithBarrier(event, barrier))
         self._wake_soon()
         return barrier
 
@@ -556,50 +564,63 @@ class EventBus:
         self._wake_soon()
 
     def _enqueue_op(self, op: _Op) -> None:
-        with self._lock:
-            self._ingress.append(op)
+        self._ingress.append(op)
         self._wake_soon()
 
     def _drain_ingress(self, limit: int = -1) -> None:
-        """Fan out queued events: all of them, or at most ``limit`` before yielding."""
+        """Stamp and fan out queued events: all, or at most ``limit`` before yielding.
+
+        The common case, an event of a kind seen before, takes a cached route:
+        the tuple of the accepting subscribers' enqueue functions.
+        """
         ingress = self._ingress
-        subscriptions = self._subscriptions
+        routes = self._routes
         while ingress and limit != 0:
             limit -= 1
             item = ingress.popleft()
-            if isinstance(item, Event):
-                if type(item) is SubscriberFailed:
-                    self._fan_out_failure(item)
-                    continue
-                for subscription in subscriptions:
-                    if subscription.types is None or type(item) in subscription.types:
-                        subscription.offer(item)
-                if type(item) in _REPORT_DROPS_ON:
-                    self._report_drops(item)
-            elif isinstance(item, _WithBarrier):
-                event, barrier = item.event, item.barrier
-                waiting = []
-                for subscription in subscriptions:
-                    if subscription.types is None or type(event) in subscription.types:
-                        subscription.offer(event)
-                        if subscription.control and subscription.handler is not None:
-                            subscription.barriers[event.seq] = barrier
-                            waiting.append(subscription.name)
-                barrier.expect(waiting)
-                if type(event) in _REPORT_DROPS_ON:
-                    self._report_drops(event)
-            elif isinstance(item, _Unsubscribe):
+            offers = routes.get(type(item))
+            if offers is None:
+                self._take_in(item)
+                routes = self._routes  # a subscription may have changed the routes
+                continue
+            # Only plain events have routes.
+            seq = self._seq
+            self._seq = seq + 1
+            force_setattr(item, "seq", seq)  # type: ignore[arg-type]
+            for offer in offers:
+                offer(item)  # type: ignore[arg-type]  # the last one reports drops, for kinds that end an epoch
+
+    def _take_in(self, item: Event | _Op) -> None:
+        """The uncommon cases: (un)subscribing, barriers, failure reports, new kinds."""
+        if isinstance(item, _Subscribe):
+            if isinstance(item, _Unsubscribe):
                 self._remove(item.subscription)
-                subscriptions = self._subscriptions
             else:
                 self._add(item.subscription)
-                subscriptions = self._subscriptions
-
-    def _fan_out_failure(self, event: SubscriberFailed) -> None:
-        """A failure report goes to everyone but the subscriber that failed."""
-        for subscription in self._subscriptions:
-            if subscription.name != event.subscriber and subscription.accepts(event):
-                subscription.offer(event)
+            self._routes = {}
+            return
+        event = item.event if isinstance(item, _WithBarrier) else item
+        force_setattr(event, "seq", self._seq)
+        self._seq += 1
+        kind = type(event)
+        accepting = [s for s in self._subscriptions if s.types is None or kind in s.types]
+        if kind is SubscriberFailed:
+            # A failure report goes to everyone but the subscriber that failed.
+            accepting = [s for s in accepting if s.name != event.subscriber]  # type: ignore[attr-defined]
+        elif not isinstance(item, _WithBarrier):
+            route = [s.offer_for(kind) for s in accepting]
+            if kind in _REPORT_DROPS_ON:
+                route.append(self._report_drops)
+            self._routes[kind] = tuple(route)
+        for subscription in accepting:
+            subscription.offer(event)
+        if isinstance(item, _WithBarrier):
+            waiting = [s for s in accepting if s.control and s.handler is not None]
+            for subscription in waiting:
+                subscription.barriers[event.seq] = item.barrier
+            item.barrier.expect([s.name for s in waiting])
+        if kind in _REPORT_DROPS_ON:
+            self._report_drops(event)
 
     def _add(self, subscription: Subscription) -> None:
         if self._state == "closed":
@@ -634,14 +655,24 @@ class EventBus:
 
     async def _deliver(self, subscription: Subscription) -> None:
         """One subscriber's task: hand it its events in order, route its commands."""
+        if subscription.batched:
+            await self._deliver_batches(subscription)
+            return
         handler = subscription.handler
         assert handler is not None
+        pop = subscription.pop_fast if subscription.lossless else subscription.pop
+        burst = 0
         while True:
-            try:
-                event = await subscription.receive()
-            except anyio.EndOfStream:
-                return
+            event = pop()
+            if event is None:
+                subscription.busy = False
+                if subscription.closed:
+                    return
+                burst = 0
+                await subscription.wait()
+                continue
             subscription.busy = True
+            subscription.delivered += 1
             try:
                 result = await handler(event)
             except Exception as exc:
@@ -650,13 +681,44 @@ class EventBus:
             else:
                 if result is not None:
                     self._route(subscription, event, result)
-            finally:
-                subscription.delivered += 1
+            if subscription.barriers:
+                self._arrive(subscription, event)
+            burst += 1
+            if burst == _DRAIN_BATCH:  # a handler that never awaits must not starve the loop
+                burst = 0
+                await anyio.lowlevel.checkpoint()
+
+    async def _deliver_batches(self, subscription: Subscription) -> None:
+        """A batched subscriber's task: hand it every queued event at once, as a list."""
+        handler = cast(Callable[[list[Event]], Awaitable[object]], subscription.handler)
+        while True:
+            batch = subscription.pop_many(_DRAIN_BATCH)
+            if not batch:
                 subscription.busy = False
-                if subscription.barriers:
-                    barrier = subscription.barriers.pop(event.seq, None)
-                    if barrier is not None:
-                        barrier.arrive(subscription.name)
+                if subscription.closed:
+                    return
+                await subscription.wait()
+                continue
+            subscription.busy = True
+            subscription.delivered += len(batch)
+            last = batch[-1]
+            try:
+                result = await handler(batch)
+            except Exception as exc:
+                subscription.failed += 1
+                self._report_failure(subscription, last, exc)
+            else:
+                if result is not None:
+                    self._route(subscription, last, result)
+            if subscription.barriers:
+                for event in batch:
+                    self._arrive(subscription, event)
+
+    @staticmethod
+    def _arrive(subscription: Subscription, event: Event) -> None:
+        barrier = subscription.barriers.pop(event.seq, None)
+        if barrier is not None:
+            barrier.arrive(subscription.name)
 
     def _route(self, subscription: Subscription, cause: Event, result: object) -> None:
         try:

@@ -26,6 +26,7 @@ import msgspec
 from .commands import Command
 
 __all__ = [
+    "BATCH_EVENTS",
     "BUS_EVENTS",
     "KERAS_EVENTS",
     "BarrierTimedOut",
@@ -293,7 +294,7 @@ AnyEvent = (
 )
 """Every concrete event: decode with ``msgspec.msgpack.Decoder(AnyEvent)``."""
 
-_BATCH_EVENTS = frozenset(
+BATCH_EVENTS: frozenset[type[Event]] = frozenset(
     {
         TrainBatchBegin,
         TrainBatchEnd,
@@ -307,4 +308,4 @@ _BATCH_EVENTS = frozenset(
 
 def is_batch_event(event: Event) -> bool:
     """Batch events may be dropped by a lagging subscriber; all others never are."""
-    return type(event) in _BATCH_EVENTS
+    return type(event) in BATCH_EVENTS

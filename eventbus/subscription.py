@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 import msgspec
 
-from .events import Event, is_batch_event
+from .events import BATCH_EVENTS, Event, is_batch_event
 
 if TYPE_CHECKING:
     from .barrier import Barrier
@@ -65,6 +65,7 @@ class Subscription:
         lossless: bool,
         control: bool,
         on_error: OnError,
+        batched: bool = False,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -72,10 +73,13 @@ class Subscription:
         self.buffer_size = buffer_size
         self.lossless = lossless
         self.control = control
+        self.batched = batched
         self.on_error: OnError = on_error
         self._bus = bus
         self._events: deque[Event] = deque()
         self._batches: deque[Event] = deque()
+        # A lossless subscription keeps everything in one queue: pop it directly.
+        self.pop_fast: Callable[[], Event | None] = self._pop_events
         self._waiter: anyio.Event | None = None
         self._closed = False
         self.barriers: dict[int, Barrier] = {}
@@ -98,32 +102,76 @@ class Subscription:
 
     def offer(self, event: Event) -> None:
         """Queue ``event``; never blocks, may drop the oldest batch event."""
+        if self.lossless or not is_batch_event(event):
+            self.keep(event)
+        else:
+            self.keep_or_drop(event)
+
+    def keep(self, event: Event) -> None:
+        """Queue an event that is never dropped."""
         if self._closed:
             return
-        if self.lossless or not is_batch_event(event):
-            self._events.append(event)
-        else:
-            batches = self._batches
-            if len(batches) >= self.buffer_size:
-                batches.popleft()
-                self.dropped += 1
-                self.dropped_unreported += 1
-            batches.append(event)
+        self._events.append(event)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             waiter.set()
 
+    def keep_or_drop(self, event: Event) -> None:
+        """Queue a batch event, dropping the oldest one when the buffer is full."""
+        if self._closed:
+            return
+        batches = self._batches
+        if len(batches) >= self.buffer_size:
+            batches.popleft()
+            self.dropped += 1
+            self.dropped_unreported += 1
+        batches.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def offer_for(self, event_type: type[Event]) -> Callable[[Event], None]:
+        """The right one of :meth:`keep` and :meth:`keep_or_drop` for this kind of event."""
+        if self.lossless or event_type not in BATCH_EVENTS:
+            return self.keep
+        return self.keep_or_drop
+
+    def pop_many(self, limit: int) -> list[Event]:
+        """Up to ``limit`` queued events, oldest first by ``seq``."""
+        events, batches = self._events, self._batches
+        if not batches and len(events) <= limit:
+            taken = list(events)
+            events.clear()
+            return taken
+        taken = []
+        while len(taken) < limit:
+            event = self.pop()
+            if event is None:
+                break
+            taken.append(event)
+        return taken
+
+    def _pop_events(self) -> Event | None:
+        events = self._events
+        return events.popleft() if events else None
+
     def pop(self) -> Event | None:
         """The oldest queued event by ``seq``, or ``None`` when empty."""
         events, batches = self._events, self._batches
-        if events:
-            if batches and batches[0].seq < events[0].seq:
-                return batches.popleft()
+        if not batches:
+            return events.popleft() if events else None
+        if events and events[0].seq < batches[0].seq:
             return events.popleft()
-        if batches:
-            return batches.popleft()
-        return None
+        return batches.popleft()
+
+    async def wait(self) -> None:
+        """Wait until an event is queued or the subscription closes."""
+        if self._events or self._batches or self._closed:
+            return
+        self._waiter = waiter = anyio.Event()
+        await waiter.wait()
 
     async def receive(self) -> Event:
         """Wait for the next event; raises ``anyio.EndOfStream`` once closed and empty."""
@@ -154,6 +202,10 @@ class Subscription:
             barrier.arrive(self.name)
         self.barriers.clear()
         return left
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def idle(self) -> bool:

@@ -425,3 +425,35 @@ def test_the_background_thread_runs_either_backend(backend: str) -> None:
     assert [e.seq for e in recorder.events] == list(range(10))
     with pytest.raises(ValueError, match=r"^backend must be 'asyncio' or 'trio', got 'curio'$"):
         EventBus(backend="curio")  # type: ignore[arg-type]
+
+
+async def test_batched_subscribers_get_lists_in_order_and_still_answer(anyio_backend: str) -> None:
+    batches: list[list[int]] = []
+    received: list[object] = []
+
+    async def sink(events_: list[events.Event]) -> object:
+        batches.append([e.seq for e in events_])
+        return StopTraining() if any(isinstance(e, events.EpochEnd) for e in events_) else None
+
+    async with EventBus() as bus:
+        bus.attach_run("r", lambda seq, command: received.append(command))
+        subscription = bus.subscribe(sink, batched=True, lossless=True, kinds=[events.TrainBatchEnd, events.EpochEnd])
+        for i in range(1000):
+            bus.publish_nowait(batch(i))
+        bus.publish_nowait(epoch_end(0))
+    seqs = [s for b in batches for s in b]
+    assert seqs == list(range(1001))
+    assert max(len(b) for b in batches) <= 512
+    assert received == [StopTraining()]
+    assert subscription.statistics().delivered == 1001
+
+
+def test_a_batched_control_subscriber_opens_barriers() -> None:
+    async def controller(events_: list[events.Event]) -> None:
+        return None
+
+    with EventBus() as bus:
+        bus.subscribe(controller, batched=True, control=True)
+        for i in range(10):
+            bus.publish_nowait(batch(i))
+        assert bus.publish_with_barrier(epoch_end(0)).wait(5)
