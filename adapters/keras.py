@@ -23,6 +23,7 @@ from typing import Any, Literal
 import anyio
 import keras
 
+from eventbus._logs import floats_from
 from eventbus.bus import EventBus
 from eventbus.commands import (
     Command,
@@ -76,6 +77,10 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
             default: it costs a device-to-host copy per batch.
         barrier_timeout: seconds to wait for control subscribers at train and
             epoch boundaries; defaults to the bus's ``barrier_timeout``.
+        defer_logs: hand batch logs to the bus as the tensors Keras computed,
+            for its loop to read: no device-to-host sync per step on the
+            training thread. Takes effect with :meth:`callback_list`, since
+            Keras converts logs itself before calling a plain callback.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         *,
         predict_outputs: bool = False,
         barrier_timeout: float | None = None,
+        defer_logs: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(bus, EventBus):
@@ -96,6 +102,8 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         self.snapshots: dict[str, list[Any]] = {}
         self.unpublished = 0
         self._publish: Callable[[Event], Event] = bus.publish_nowait
+        self.defer_logs = defer_logs
+        self._publish_batch: Callable[[Event], Event] = bus.publish_raw_logs if defer_logs else bus.publish_nowait
         self._inbox: deque[tuple[int, Command]] = deque()
         self._run = ""
         self._phase: Phase | None = None
@@ -141,10 +149,10 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         )
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._send(TrainBatchBegin(run=self._run, batch=batch, logs=dict(logs) if logs else {}))
+        self._send_batch(TrainBatchBegin(run=self._run, batch=batch, logs=dict(logs) if logs else {}))
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._send(TrainBatchEnd(run=self._run, batch=batch, logs=dict(logs) if logs else {}))
+        self._send_batch(TrainBatchEnd(run=self._run, batch=batch, logs=dict(logs) if logs else {}))
 
     # --- evaluation: standalone, or validation inside fit ----------------------
 
@@ -164,12 +172,12 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
                 self._end()
 
     def on_test_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._send(
+        self._send_batch(
             TestBatchBegin(run=self._run, batch=batch, logs=dict(logs) if logs else {}, validation=self._validating)
         )
 
     def on_test_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._send(
+        self._send_batch(
             TestBatchEnd(run=self._run, batch=batch, logs=dict(logs) if logs else {}, validation=self._validating)
         )
 
@@ -199,6 +207,27 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
             )
         )
 
+    # --- no per-step sync ------------------------------------------------------------
+
+    def callback_list(self, model: Any, *callbacks: Any, **params: Any) -> keras.callbacks.CallbackList:
+        """A ``CallbackList`` to pass as ``callbacks=``, through which batch logs
+        reach this bridge as Keras computed them, not converted to floats.
+
+        Keras converts every batch's logs to Python floats before it calls a
+        callback: on an accelerator, a device-to-host sync per step. A
+        ``CallbackList`` given as ``callbacks=`` is used as it is and gets the
+        raw tensors; with ``defer_logs=True`` the bridge hands them to the bus,
+        whose loop reads them. The events are the same as in the default mode::
+
+            bridge = KerasBridge(bus, defer_logs=True)
+            model.fit(x, y, epochs=5, callbacks=bridge.callback_list(model, epochs=5))
+
+        ``params`` are what Keras would give callbacks (``epochs``, ``steps``,
+        ``verbose``). Other Keras ``callbacks`` get floats as usual, so each
+        batch hook one of them implements brings that hook's sync back.
+        """
+        return _DeferredLogs(self, model, callbacks, params)
+
     # --- async helpers -----------------------------------------------------------
 
     async def fit(self, model: Any, *args: Any, callbacks: list[Any] | None = None, **kwargs: Any) -> Any:
@@ -224,6 +253,14 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
     def _send(self, event: Event) -> None:
         try:
             self._publish(event)
+        except BusClosedError:
+            self._lost(event)
+        if self._inbox:
+            self._apply_commands()
+
+    def _send_batch(self, event: Event) -> None:
+        try:
+            self._publish_batch(event)
         except BusClosedError:
             self._lost(event)
         if self._inbox:
@@ -407,3 +444,100 @@ def _metric_directions(model: Any) -> dict[str, Literal["up", "down"]]:
             if direction in ("up", "down"):
                 directions[inner.name] = direction
     return directions
+
+
+_BATCH_HOOKS = (
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+
+
+class _DeferredLogs(keras.callbacks.CallbackList):  # type: ignore[misc]
+    """Keras uses a ``CallbackList`` given as ``callbacks=`` as it is, so it must
+    do what ``fit`` would otherwise: add ``History``, set the model and params."""
+
+    def __init__(self, bridge: KerasBridge, model: Any, callbacks: tuple[Any, ...], params: dict[str, Any]) -> None:
+        super().__init__(list(callbacks), add_history=True, add_progbar=False, model=model, **params)
+        self.bridge = bridge
+        bridge.set_model(model)
+        bridge.set_params(params)
+        self._listening = {hook: any(_overrides(cb, hook) for cb in self.callbacks) for hook in _BATCH_HOOKS}
+        # Without defer_logs the bridge wants floats: convert here, as Keras would.
+        self._for_bridge: Callable[[Any], Any] = (lambda logs: logs) if bridge.defer_logs else _floats
+
+    def _batch(self, hook: str, batch: int, logs: Any) -> None:
+        getattr(self.bridge, hook)(batch, self._for_bridge(logs))
+        if self._listening[hook]:
+            getattr(super(), hook)(batch, logs)
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self._batch("on_train_batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._batch("on_train_batch_end", batch, logs)
+
+    def on_test_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self._batch("on_test_batch_begin", batch, logs)
+
+    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._batch("on_test_batch_end", batch, logs)
+
+    def on_predict_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self._batch("on_predict_batch_begin", batch, logs)
+
+    def on_predict_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.bridge.on_predict_batch_end(batch, logs)  # outputs stay arrays: only their size is read
+        if self._listening["on_predict_batch_end"]:
+            super().on_predict_batch_end(batch, logs)
+
+    # Train, epoch, test and predict boundaries: floats, as Keras gives them, once per epoch.
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.bridge.on_train_begin(_floats(logs))
+        super().on_train_begin(logs)
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self.bridge.on_train_end(_floats(logs))
+        super().on_train_end(logs)
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.bridge.on_epoch_begin(epoch, _floats(logs))
+        super().on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        floats = _floats(logs)
+        self.bridge.on_epoch_end(epoch, floats)
+        super().on_epoch_end(epoch, floats)
+
+    def on_test_begin(self, logs: Any = None) -> None:
+        self.bridge.on_test_begin(_floats(logs))
+        super().on_test_begin(logs)
+
+    def on_test_end(self, logs: Any = None) -> None:
+        self.bridge.on_test_end(_floats(logs))
+        super().on_test_end(logs)
+
+    def on_predict_begin(self, logs: Any = None) -> None:
+        self.bridge.on_predict_begin(_floats(logs))
+        super().on_predict_begin(logs)
+
+    def on_predict_end(self, logs: Any = None) -> None:
+        self.bridge.on_predict_end(_floats(logs))
+        super().on_predict_end(logs)
+
+
+def _floats(logs: Any) -> dict[str, float]:
+    return floats_from(logs) if logs else {}
+
+
+def _overrides(callback: Any, hook: str) -> bool:
+    """Whether ``callback`` does something in ``hook``: Keras marks its empty
+    defaults ``_is_default``; train batch hooks also call the legacy ones."""
+    hooks = [hook]
+    if hook in ("on_train_batch_begin", "on_train_batch_end"):
+        hooks.append(hook.replace("train_batch", "batch"))
+    return any(not getattr(getattr(callback, name, None), "_is_default", False) for name in hooks)

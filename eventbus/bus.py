@@ -37,6 +37,7 @@ import anyio.lowlevel
 import msgspec
 from msgspec.structs import force_setattr
 
+from ._logs import floats_from
 from ._wakeup import threadsafe_scheduler
 from .barrier import Barrier
 from .commands import COMMAND_TYPES, Command, FailTraining, StopTraining
@@ -109,7 +110,14 @@ class _WithBarrier:
         self.barrier = barrier
 
 
-_Op = _Subscribe | _WithBarrier
+class _RawLogs:
+    __slots__ = ("event",)
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+
+
+_Op = _Subscribe | _WithBarrier | _RawLogs
 
 
 class EventBus:
@@ -309,6 +317,24 @@ class EventBus:
         if _get_ident() == self._loop_thread:
             self._drain_ingress()  # stamp it, and everything queued before it, now
         elif self._parked:
+            self._wake_soon()
+        return event
+
+    def publish_raw_logs(self, event: Event) -> Event:
+        """Like :meth:`publish_nowait`, for an event whose ``logs`` still hold
+        framework tensors: the loop converts them to floats (flattened, keys
+        sorted, as Keras does) before any subscriber sees the event, so the
+        producer never waits on a device. For bridges; thread-safe."""
+        if self._state == "closed":
+            raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
+        ingress = self._ingress
+        if len(ingress) >= self.max_backlog and type(event) in BATCH_EVENTS:
+            self._dropped_at_ingress += 1
+            self._ingress_unreported += 1
+            return event
+        force_setattr(event, "time", _now())
+        ingress.append(_RawLogs(event))
+        if self._parked:
             self._wake_soon()
         return event
 
@@ -599,19 +625,23 @@ class EventBus:
                 self._add(item.subscription)
             self._routes = {}
             return
-        event = item.event if isinstance(item, _WithBarrier) else item
+        if isinstance(item, _RawLogs):
+            event = item.event  # its logs are framework tensors: read them here, off the training thread
+            force_setattr(event, "logs", floats_from(event.logs))  # type: ignore[attr-defined]
+        else:
+            event = item.event if isinstance(item, _WithBarrier) else item
         force_setattr(event, "seq", self._seq)
         self._seq += 1
         kind = type(event)
+        if kind is not SubscriberFailed and not isinstance(item, _WithBarrier):
+            offers = self._routes.get(kind) or self._build_route(kind)
+            for offer in offers:
+                offer(event)
+            return
         accepting = [s for s in self._subscriptions if s.types is None or kind in s.types]
         if kind is SubscriberFailed:
             # A failure report goes to everyone but the subscriber that failed.
             accepting = [s for s in accepting if s.name != event.subscriber]  # type: ignore[attr-defined]
-        elif not isinstance(item, _WithBarrier):
-            route = [s.offer_for(kind) for s in accepting]
-            if kind in _REPORT_DROPS_ON:
-                route.append(self._report_drops)
-            self._routes[kind] = tuple(route)
         for subscription in accepting:
             subscription.offer(event)
         if isinstance(item, _WithBarrier):
@@ -621,6 +651,13 @@ class EventBus:
             item.barrier.expect([s.name for s in waiting])
         if kind in _REPORT_DROPS_ON:
             self._report_drops(event)
+
+    def _build_route(self, kind: type[Event]) -> tuple[Callable[[Event], None], ...]:
+        route = [s.offer_for(kind) for s in self._subscriptions if s.types is None or kind in s.types]
+        if kind in _REPORT_DROPS_ON:
+            route.append(self._report_drops)
+        self._routes[kind] = offers = tuple(route)
+        return offers
 
     def _add(self, subscription: Subscription) -> None:
         if self._state == "closed":

@@ -381,3 +381,67 @@ async def test_streaming_events_while_fit_runs_in_a_task(anyio_backend: str) -> 
                 break
             losses.append(event.logs["loss"])  # type: ignore[attr-defined]
     assert len(losses) == 3
+
+
+def _bridged_run(deferred: bool, extra: list[Any]) -> tuple[list[tuple[str, int | None, dict[str, Any]]], Any]:
+    x, y = regression_data(100)
+    model = regression_model()
+    recorder = Recorder(lossless=True)
+    with EventBus() as bus:
+        bus.subscribe(recorder)
+        if deferred:
+            bridge = KerasBridge(bus, defer_logs=True)
+            history = model.fit(
+                x,
+                y,
+                epochs=2,
+                batch_size=32,
+                validation_split=0.3,
+                verbose=0,
+                callbacks=bridge.callback_list(model, *extra, epochs=2),
+            )
+            model.evaluate(x, y, batch_size=40, verbose=0, callbacks=bridge.callback_list(model, *extra))
+            model.predict(x, batch_size=64, verbose=0, callbacks=bridge.callback_list(model, *extra))
+        else:
+            bridge = KerasBridge(bus)
+            history = model.fit(
+                x, y, epochs=2, batch_size=32, validation_split=0.3, verbose=0, callbacks=[bridge, *extra]
+            )
+            model.evaluate(x, y, batch_size=40, verbose=0, callbacks=[bridge, *extra])
+            model.predict(x, batch_size=64, verbose=0, callbacks=[bridge, *extra])
+    return as_calls(recorder.events), history
+
+
+def test_deferred_logs_produce_the_same_events_as_the_default_mode() -> None:
+    expected, expected_history = _bridged_run(deferred=False, extra=[])
+    got, history = _bridged_run(deferred=True, extra=[])
+    assert got == expected
+    assert history.history == expected_history.history
+    assert all(type(v) is float for _, _, logs in got for k, v in logs.items() if k != "outputs")
+
+
+def test_deferred_logs_still_give_other_callbacks_floats() -> None:
+    plain, deferred = HookRecorder(), HookRecorder()
+    _bridged_run(deferred=False, extra=[plain])
+    got, _ = _bridged_run(deferred=True, extra=[deferred])
+    assert deferred.calls == plain.calls
+    assert got == [c for c in plain.calls]
+
+
+def test_deferred_logs_reach_the_bus_unread() -> None:
+    """The bridge hands the tensors on: the loop, not the training thread, reads them."""
+    seen: list[Any] = []
+    x, y = regression_data(64)
+    model = regression_model()
+    with EventBus() as bus:
+        bridge = KerasBridge(bus, defer_logs=True)
+        original = bus.publish_raw_logs
+
+        def spy(event: events.Event) -> Any:
+            seen.append((threading.get_ident(), type(event.logs["loss"]) if event.logs else None))  # type: ignore[attr-defined]
+            return original(event)
+
+        bridge._publish_batch = spy
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=bridge.callback_list(model, epochs=1))
+    ends = [t for _, t in seen if t is not None]
+    assert ends and all(t is not float for t in ends)  # tensors, not floats
