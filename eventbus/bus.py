@@ -691,10 +691,23 @@ class EventBus:
                 )
 
     async def _deliver(self, subscription: Subscription) -> None:
-        """One subscriber's task: hand it its events in order, route its commands."""
-        if subscription.batched:
-            await self._deliver_batches(subscription)
-            return
+        """One subscriber's task: hand it its events in order, route its commands;
+        at the end, let it close (``aclose()``), e.g. to flush a file."""
+        try:
+            if subscription.batched:
+                await self._deliver_batches(subscription)
+            else:
+                await self._deliver_one_by_one(subscription)
+        finally:
+            aclose = getattr(subscription.handler, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout):
+                    try:
+                        await aclose()
+                    except Exception:
+                        logger.exception("subscriber %s failed to close", subscription.name)
+
+    async def _deliver_one_by_one(self, subscription: Subscription) -> None:
         handler = subscription.handler
         assert handler is not None
         pop = subscription.pop_fast if subscription.lossless else subscription.pop
