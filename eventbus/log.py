@@ -208,6 +208,45 @@ class EventLogReader:
             yield event
             offset = end
 
+    def follow(self, poll_interval: float = 0.25) -> Iterator[Event]:
+        """The log's events, then each one as it is appended, for ever (``tail -f``).
+
+        A record still being written is waited for, not reported as torn.
+        """
+        decode = self._decoder.decode
+        with open(self.path, "rb") as file:
+            pending = b""
+            while len(pending) < _HEADER.size:
+                pending += file.read(_HEADER.size - len(pending)) or _wait(poll_interval)
+            _check_header(pending, self.path)
+            position, pending = _HEADER.size, b""
+            while True:
+                chunk = file.read()
+                if not chunk:
+                    time.sleep(poll_interval)
+                    continue
+                pending += chunk
+                used = 0
+                while len(pending) - used >= _RECORD.size:
+                    length, checksum = _RECORD.unpack_from(pending, used)
+                    end = used + _RECORD.size + length
+                    if length > MAX_RECORD:
+                        raise EventLogError(f"{self.path}: record length {length} is beyond any event", offset=position)
+                    if end > len(pending):
+                        break  # still being written
+                    payload = pending[used + _RECORD.size : end]
+                    if zlib.crc32(payload) != checksum:
+                        raise EventLogError(f"{self.path}: record checksum does not match", offset=position)
+                    try:
+                        yield decode(payload)
+                    except msgspec.DecodeError as exc:
+                        raise EventLogError(
+                            f"{self.path}: record does not decode as an event: {exc}", offset=position
+                        ) from exc
+                    position += end - used
+                    used = end
+                pending = pending[used:]
+
     def _cut(self, offset: int, length: int, reason: str) -> None:
         self.torn = TornTail(offset=offset, length=length, reason=reason)
         warnings.warn(
@@ -216,6 +255,11 @@ class EventLogReader:
             EventLogWarning,
             stacklevel=3,
         )
+
+
+def _wait(seconds: float) -> bytes:
+    time.sleep(seconds)
+    return b""
 
 
 def _check_header(header: bytes, path: Path) -> None:

@@ -62,7 +62,10 @@ async def replay(
     drops) are history, not input: they are not replayed.
     """
     stream: Iterable[Event] = EventLog.read(source) if isinstance(source, (str, os.PathLike)) else source
-    plan = [(s, _name_of(s), expand_kinds(getattr(s, "kinds", None)), bool(getattr(s, "batched", False))) for s in subscribers]
+    plan = [
+        (s, _name_of(s), expand_kinds(getattr(s, "kinds", None)), bool(getattr(s, "batched", False)))
+        for s in subscribers
+    ]
     result = ReplayResult()
     epoch_of: dict[str, int | None] = {}
     stopping: dict[str, int | None] = {}  # run -> epoch in which a stop was asked

@@ -30,6 +30,7 @@ from eventbus.examples.seed_callbacks import (  # noqa: E402
     LossAndErrorPrintingCallback,
     lr_schedule,
 )
+from eventbus.log import EventLog  # noqa: E402
 from eventbus.subscribers import History  # noqa: E402
 from eventbus.testing import Recorder  # noqa: E402
 
@@ -90,7 +91,9 @@ class DemoResult:
     epochs: int
 
 
-def run(*, epochs: int = 30, seed: int = 0, patience: int = 2, out: TextIO | None = None) -> DemoResult:
+def run(
+    *, epochs: int = 30, seed: int = 0, patience: int = 2, log: str | None = None, out: TextIO | None = None
+) -> DemoResult:
     """Train the guide's model on the digits with the guide's subscribers on the bus."""
     out = out or sys.stdout
     (x_train, y_train), (x_test, y_test) = load_digits_data(seed)
@@ -111,6 +114,8 @@ def run(*, epochs: int = 30, seed: int = 0, patience: int = 2, out: TextIO | Non
         bus.subscribe(history)
         bus.subscribe(decisions)
         bus.subscribe(rates)
+        if log:
+            bus.subscribe(EventLog(log))
         bridge = KerasBridge(bus)
         started = time.perf_counter()
         model.fit(x_train, y_train, batch_size=64, steps_per_epoch=5, epochs=epochs, verbose=0, callbacks=[bridge])
@@ -178,10 +183,21 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30, help="most epochs to train (default 30)")
     parser.add_argument("--patience", type=int, default=2, help="EarlyStoppingAtMinLoss patience (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--log",
+        default="eventbus-demo.log",
+        help="where to write the event log (default eventbus-demo.log; '' for none)",
+    )
     args = parser.parse_args(argv)
     out = out or sys.stdout
-    result = run(epochs=args.epochs, seed=args.seed, patience=args.patience, out=out)
+    if args.log and os.path.exists(args.log):
+        os.remove(args.log)  # one run per log: a fresh demo, a fresh record
+    result = run(epochs=args.epochs, seed=args.seed, patience=args.patience, log=args.log or None, out=out)
     report(result, out)
+    if args.log:
+        print(f"\nevent log: {args.log}; try", file=out)
+        print(f"  eventbus inspect {args.log}", file=out)
+        print(f"  eventbus replay {args.log} --early-stopping patience=5 monitor=loss", file=out)
     return 0
 
 

@@ -6,15 +6,19 @@ import io
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from eventbus import cli
+from eventbus.log import EventLog
+from eventbus.summary import summarize
 
 
-def test_demo_trains_and_reports_what_happened() -> None:
+def test_demo_trains_and_reports_what_happened(tmp_path: Path) -> None:
     from eventbus.examples import demo
 
     out = io.StringIO()
-    assert demo.main(["--epochs", "8", "--patience", "1"], out=out) == 0
+    log = tmp_path / "demo.log"
+    assert demo.main(["--epochs", "8", "--patience", "1", "--log", str(log)], out=out) == 0
     text = out.getvalue()
     assert text.startswith("\nEpoch 00000: Learning rate is 0.1000.\nUp to batch 0, the average loss is")
     assert "\nEpoch 00003: Learning rate is 0.0500." in text  # the guide's schedule
@@ -27,6 +31,9 @@ def test_demo_trains_and_reports_what_happened() -> None:
     assert "StopTraining(reason='loss has not improved" in report
     assert "RestoreWeights(tag='EarlyStoppingAtMinLoss/best')" in report
     assert "held-out digits: loss" in report
+    (summary,) = summarize(EventLog.read(log))  # the log tells the same story
+    assert summary.epochs == ran and summary.stopped_by is not None
+    assert summary.stopped_by.startswith("EarlyStoppingAtMinLoss: loss has not improved")
 
 
 def test_the_command_line_explains_itself() -> None:
