@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     for flag in _SUBSCRIBERS_FOR_REPLAY:
         replay.add_argument(f"--{flag}", nargs="*", metavar="KEY=VALUE", action="append", default=None)
     replay.set_defaults(handler=_replay)
+
+    plot = commands.add_parser("plot", help="draw a run's loss and metrics per epoch into a PNG (needs matplotlib)")
+    plot.add_argument("log")
+    plot.add_argument("-o", "--output", default="curves.png", help="the picture to write (default curves.png)")
+    plot.add_argument("--batches", action="store_true", help="also draw the loss of every training batch")
+    plot.set_defaults(handler=_plot)
     return parser
 
 
@@ -184,6 +190,19 @@ def _replay(args: argparse.Namespace) -> int:
     for replayed in result.commands:
         where = f"epoch {replayed.epoch}" if replayed.epoch is not None else "start"
         print(f"  {replayed.run} {where}: {replayed.subscriber} -> {_describe(replayed.command)}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .log import EventLog
+    from .plot import MissingExtraError, plot_curves
+
+    try:
+        panels = plot_curves(EventLog.read(args.log), args.output, batches=args.batches)
+    except (MissingExtraError, ValueError) as exc:
+        print(f"eventbus plot: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({panels} panels)")
     return 0
 
 

@@ -31,7 +31,7 @@ from eventbus.examples.seed_callbacks import (  # noqa: E402
     lr_schedule,
 )
 from eventbus.log import EventLog  # noqa: E402
-from eventbus.subscribers import History  # noqa: E402
+from eventbus.subscribers import History, ProgressBar  # noqa: E402
 from eventbus.testing import Recorder  # noqa: E402
 
 __all__ = ["DemoResult", "get_model", "load_digits_data", "main", "run"]
@@ -92,7 +92,13 @@ class DemoResult:
 
 
 def run(
-    *, epochs: int = 30, seed: int = 0, patience: int = 2, log: str | None = None, out: TextIO | None = None
+    *,
+    epochs: int = 30,
+    seed: int = 0,
+    patience: int = 2,
+    log: str | None = None,
+    progress: bool = False,
+    out: TextIO | None = None,
 ) -> DemoResult:
     """Train the guide's model on the digits with the guide's subscribers on the bus."""
     out = out or sys.stdout
@@ -107,7 +113,10 @@ def run(
     )
     rates = Recorder(kinds=[events.EpochEnd], name="learning rates")
     with EventBus() as bus:
-        bus.subscribe(LossAndErrorPrintingCallback(file=out))
+        if progress:
+            bus.subscribe(ProgressBar(file=out))
+        else:
+            bus.subscribe(LossAndErrorPrintingCallback(file=out))
         bus.subscribe(CustomLearningRateScheduler(lr_schedule, file=out))
         bus.subscribe(EarlyStoppingAtMinLoss(patience=patience, file=out))
         bus.subscribe(Dashboard())
@@ -188,11 +197,19 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         default="eventbus-demo.log",
         help="where to write the event log (default eventbus-demo.log; '' for none)",
     )
+    parser.add_argument("--progress", action="store_true", help="a live progress display instead of the batch lines")
     args = parser.parse_args(argv)
     out = out or sys.stdout
     if args.log and os.path.exists(args.log):
         os.remove(args.log)  # one run per log: a fresh demo, a fresh record
-    result = run(epochs=args.epochs, seed=args.seed, patience=args.patience, log=args.log or None, out=out)
+    result = run(
+        epochs=args.epochs,
+        seed=args.seed,
+        patience=args.patience,
+        log=args.log or None,
+        progress=args.progress,
+        out=out,
+    )
     report(result, out)
     if args.log:
         print(f"\nevent log: {args.log}; try", file=out)

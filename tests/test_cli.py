@@ -121,3 +121,22 @@ def test_tail_follows_a_growing_log(tmp_path: Path) -> None:
         assert process.stdout is not None
         process.stdout.close()
         log.close()
+
+
+def test_plot_draws_the_curves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "run.log"
+    write_run(path)
+    picture = tmp_path / "curves.png"
+    assert cli.main(["plot", str(path), "-o", str(picture), "--batches"]) == 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out == f"wrote {picture} (2 panels)\n"
+
+
+def test_plot_says_how_to_install_matplotlib(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "run.log"
+    write_run(path)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    assert cli.main(["plot", str(path), "-o", str(tmp_path / "x.png")]) == 2
+    assert "plotting needs matplotlib: pip install 'keras-eventbus[plot]'" in capsys.readouterr().err

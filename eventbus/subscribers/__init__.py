@@ -10,6 +10,7 @@ from .early_stopping import EarlyStopping as EarlyStopping
 from .history import History as History
 from .learning_rate_scheduler import LearningRateScheduler as LearningRateScheduler
 from .print_logger import PrintLogger as PrintLogger
+from .progress import ProgressBar as ProgressBar
 from .reduce_lr_on_plateau import ReduceLROnPlateau as ReduceLROnPlateau
 from .terminate_on_nan import TerminateOnNaN as TerminateOnNaN
 
@@ -18,6 +19,7 @@ __all__ = [
     "History",
     "LearningRateScheduler",
     "PrintLogger",
+    "ProgressBar",
     "ReduceLROnPlateau",
     "TerminateOnNaN",
 ]
