@@ -23,7 +23,9 @@ def logged_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return path, history.history
 
 
-async def test_history_rebuilt_from_the_log_equals_the_live_one(logged_run: tuple[Path, dict[str, list[float]]]) -> None:
+async def test_history_rebuilt_from_the_log_equals_the_live_one(
+    logged_run: tuple[Path, dict[str, list[float]]],
+) -> None:
     path, live = logged_run
     rebuilt = subscribers.History()
     result = await replay(path, rebuilt)
