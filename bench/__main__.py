@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--out DIR]``: run the suite, write and print the results."""
+"""``python -m bench [--quick] [--out DIR] [--only NAME ...]``: run the suite, write and print the results."""
 
 from __future__ import annotations
 
@@ -9,16 +9,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import plots, report
 
-SIZES: dict[str, dict[str, dict[str, int]]] = {
+MEASUREMENTS = ("memory", "hook_cost", "fit_overhead", "throughput", "event_log", "scaling")
+"""In the order they run: memory first, while the heap is fresh (its runs have their
+own interpreters, but the suite's own footprint is smallest then too)."""
+
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
+        "memory": {"events": 1_000_000, "repeats": 3},
         "hook_cost": {"repeats": 7, "samples": 300, "chunk": 1000},
-        "fit_overhead": {"epochs": 15, "repeats": 7, "slow_epochs": 2, "slow_repeats": 3},
+        "fit_overhead": {"epochs": 5, "repeats": 21, "slow_epochs": 2, "slow_repeats": 3},
+        "throughput": {"repeats": 5, "events": 100_000, "deliveries": 1_000_000},
+        "event_log": {"repeats": 5, "events": 200_000, "bus_events": 100_000},
+        "scaling": {"repeats": 3, "events": 50_000, "deliveries": 400_000, "rates": 10, "duration_s": 0.5},
     },
     "quick": {
+        "memory": {"events": 200_000, "repeats": 1},
         "hook_cost": {"repeats": 3, "samples": 100, "chunk": 1000},
-        "fit_overhead": {"epochs": 3, "repeats": 3, "slow_epochs": 1, "slow_repeats": 2},
+        "fit_overhead": {"epochs": 2, "repeats": 5, "slow_epochs": 1, "slow_repeats": 2},
+        "throughput": {"repeats": 3, "events": 30_000, "deliveries": 200_000},
+        "event_log": {"repeats": 3, "events": 50_000, "bus_events": 30_000},
+        "scaling": {"repeats": 2, "events": 20_000, "deliveries": 100_000, "rates": 8, "duration_s": 0.2},
     },
 }
 
@@ -28,22 +40,30 @@ def run_suite(
     out_dir: Path = report.RESULTS_DIR,
     *,
     command: str = "python -m bench",
-    hook_sizes: dict[str, Any] | None = None,
-    fit_sizes: dict[str, Any] | None = None,
+    sizes: dict[str, dict[str, Any]] | None = None,
+    only: tuple[str, ...] = MEASUREMENTS,
 ) -> dict[str, Any]:
-    """Measure, write ``results.md`` and ``results.json`` to ``out_dir``; return the results."""
-    from . import fit_overhead, hook_cost
+    """Measure, write ``results.md``, ``results.json`` and the plots to ``out_dir``; return the results."""
+    import importlib
 
+    sizes = sizes if sizes is not None else SIZES[mode]
     started = time.perf_counter()
     results: dict[str, Any] = {
         "command": command,
         "mode": mode,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "machine": report.machine(),
+        "measured": [name for name in MEASUREMENTS if name in only],
     }
-    results["hook_cost"] = hook_cost.measure(**(hook_sizes or SIZES[mode]["hook_cost"]))
-    results["fit_overhead"] = fit_overhead.measure(**(fit_sizes or SIZES[mode]["fit_overhead"]))
+    for name in results["measured"]:
+        module = importlib.import_module(f"{__package__}.{name}")
+        t0 = time.perf_counter()
+        results[name] = module.measure(**sizes.get(name, {}))
+        results[name]["wall_s"] = time.perf_counter() - t0
     results["wall_s"] = time.perf_counter() - started
+    results["budgets"] = report.budgets(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["plots"] = plots.draw(results, out_dir)
     report.write(results, out_dir)
     return results
 
@@ -52,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (under 2 minutes)")
     parser.add_argument("--out", type=Path, default=report.RESULTS_DIR, help="where to write the results")
+    parser.add_argument(
+        "--only", nargs="+", choices=MEASUREMENTS, default=MEASUREMENTS, help="run only these measurements"
+    )
     args = parser.parse_args(argv)
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
-    results = run_suite("quick" if args.quick else "full", args.out, command=command)
+    results = run_suite("quick" if args.quick else "full", args.out, command=command, only=tuple(args.only))
     print(report.render(results), end="")
     return 0
 

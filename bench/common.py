@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import statistics
 import threading
 import time
@@ -98,6 +99,26 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max: what every figure is reported as."""
+    return {"median": median(values), "min": min(values), "max": max(values)}
+
+
+def rotated(items: Sequence[Any], shift: int) -> list[Any]:
+    """``items`` rotated by ``shift``: no variant is always the first of a repeat."""
+    shift %= max(len(items), 1)
+    return [*items[shift:], *items[:shift]]
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now (0 where ``/proc`` is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class GcWatch:

@@ -711,7 +711,9 @@ class EventBus:
         handler = subscription.handler
         assert handler is not None
         pop = subscription.pop_fast if subscription.lossless else subscription.pop
+        barriers = subscription.barriers
         burst = 0
+        subscription.busy = True
         while True:
             event = pop()
             if event is None:
@@ -720,8 +722,8 @@ class EventBus:
                     return
                 burst = 0
                 await subscription.wait()
+                subscription.busy = True
                 continue
-            subscription.busy = True
             subscription.delivered += 1
             try:
                 result = await handler(event)
@@ -731,10 +733,10 @@ class EventBus:
             else:
                 if result is not None:
                     self._route(subscription, event, result)
-            if subscription.barriers:
+            if barriers:
                 self._arrive(subscription, event)
             burst += 1
-            if burst == _DRAIN_BATCH:  # a handler that never awaits must not starve the loop
+            if burst == 512:  # a handler that never awaits must not starve the loop (_DRAIN_BATCH)
                 burst = 0
                 await anyio.lowlevel.checkpoint()
 

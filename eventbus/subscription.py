@@ -112,10 +112,9 @@ class Subscription:
         if self._closed:
             return
         self._events.append(event)
-        waiter = self._waiter
-        if waiter is not None:
+        if self._waiter is not None:
+            self._waiter.set()
             self._waiter = None
-            waiter.set()
 
     def keep_or_drop(self, event: Event) -> None:
         """Queue a batch event, dropping the oldest one when the buffer is full."""

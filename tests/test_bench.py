@@ -5,8 +5,10 @@ Only the structure is checked: timings on a shared machine are never asserted.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +18,24 @@ pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
 import bench.__main__ as cli  # noqa: E402 - bench/ is on pytest's pythonpath, not installed
-from bench import fit_overhead, hook_cost  # noqa: E402
+from bench import event_log, fit_overhead, hook_cost, plots, report  # noqa: E402
 
-TINY = {
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+TINY: dict[str, dict[str, Any]] = {
+    "memory": {"events": 20_000, "repeats": 1, "sample_every": 5000},
     "hook_cost": {"repeats": 2, "samples": 3, "chunk": 50, "warmup": 1},
     "fit_overhead": {"epochs": 1, "repeats": 1, "slow_epochs": 1, "slow_repeats": 1, "rows": 256},
+    "throughput": {"repeats": 2, "events": 2000, "deliveries": 20_000, "warmup": 100},
+    "event_log": {"repeats": 2, "events": 3000, "batch": 100, "flush_every": 1000, "bus_events": 2000},
+    "scaling": {"repeats": 1, "max_subscribers": 4, "events": 2000, "deliveries": 8000, "rates": 3, "duration_s": 0.05},
 }
+
+Run = tuple[Path, dict[str, Any], str]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """``python -m bench --quick --out DIR`` with the quick sizes shrunk to tiny."""
     out = tmp_path_factory.mktemp("results")
     with pytest.MonkeyPatch.context() as patch:
@@ -39,21 +49,55 @@ def positive(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def test_writes_both_files_with_machine_and_command(run: tuple[Path, dict[str, Any], str]) -> None:
+def spread_ok(s: dict[str, float]) -> bool:
+    return all(positive(s[k]) for k in ("median", "min", "max")) and s["min"] <= s["median"] <= s["max"]
+
+
+def test_writes_files_with_machine_and_command(run: Run) -> None:
     out, results, markdown = run
-    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]
+    expected = {"results.json", "results.md"} | ({"scaling.png"} if HAS_MATPLOTLIB else set())
+    assert {p.name for p in out.iterdir()} == expected
     assert results["mode"] == "quick"
     assert results["command"] == f"python -m bench --quick --out {out}"
+    assert results["measured"] == list(cli.MEASUREMENTS)
     machine = results["machine"]
     assert machine["cpu"] and positive(machine["cores"]) and positive(machine["usable_cores"])
     assert machine["python"] and machine["tensorflow"] and machine["keras"]
     assert positive(results["wall_s"])
+    for name in cli.MEASUREMENTS:
+        assert positive(results[name]["wall_s"]), name
     for row in ("| command |", "| CPU |", "| python |", "| tensorflow |", "| keras |"):
         assert row in markdown
     assert markdown.count("| variant |") == 2
 
 
-def test_hook_cost_figures(run: tuple[Path, dict[str, Any], str]) -> None:
+def test_budgets_table_comes_first(run: Run) -> None:
+    _, results, markdown = run
+    rows = results["budgets"]
+    assert len(rows) == 8
+    for row in rows:
+        assert row["what"] and row["budget"] and row["measured"]
+        assert row["met"] is None or isinstance(row["met"], bool)
+        assert f"| {row['what']} | {row['budget']} |" in markdown
+    log = [r for r in rows if "event log" in r["what"]]
+    assert len(log) == 2
+    if event_log.available():
+        assert all(isinstance(r["met"], bool) for r in rows)
+    else:
+        assert all(r["met"] is None and r["measured"] == "not measured: no event log yet" for r in log)
+        assert all(isinstance(r["met"], bool) for r in rows if r not in log)
+    assert markdown.index("## Budgets") < markdown.index("## Machine and command") < markdown.index("## Per-hook")
+    verdicts = markdown.count("| met |") + markdown.count("| **not met** |")
+    assert verdicts + markdown.count("| not measured |") == 8
+
+
+def test_budget_rows_without_measurements() -> None:
+    rows = report.budgets({})
+    assert len(rows) == 8 and all(r["met"] is None for r in rows)
+    assert all(r["measured"].startswith("not measured") for r in rows)
+
+
+def test_hook_cost_figures(run: Run) -> None:
     _, results, markdown = run
     hook = results["hook_cost"]
     assert hook["config"]["calls_per_sample"] == TINY["hook_cost"]["chunk"]
@@ -73,28 +117,134 @@ def test_hook_cost_figures(run: tuple[Path, dict[str, Any], str]) -> None:
     assert len(hook["variants"]["bridge_8"]["fanout_backlog_at_end"]) == TINY["hook_cost"]["repeats"]
 
 
-def test_fit_overhead_figures(run: tuple[Path, dict[str, Any], str]) -> None:
+def test_fit_overhead_figures(run: Run) -> None:
     _, results, markdown = run
     fit = results["fit_overhead"]
     assert fit["config"]["rows"] == 256
-    assert set(fit["variants"]) == set(fit_overhead.VARIANTS)
+    ran, skipped = set(fit["variants"]), set(fit["skipped"])
+    assert ran | skipped == set(fit_overhead.VARIANTS) and not ran & skipped
+    assert skipped <= {"wandb_batch"}
+    assert ("wandb_batch" in ran) == (importlib.util.find_spec("wandb") is not None)
     for name, v in fit["variants"].items():
         for key in (
             "ratio_median",
             "ratio_min",
             "ratio_max",
+            "fastest_ratio",
             "cpu_ratio_median",
             "fit_s_median",
             "baseline_fit_s_median",
+            "hook_ms_per_fit_median",
+            "hook_share_median",
         ):
             assert positive(v[key]), (name, key)
         assert v["pairs"] == len(v["ratios"]) == 1
+        assert v["hook_calls_per_fit"] > 0
+        assert positive(v["batch_hook_us_median"]), name  # every variant here overrides a batch hook
+        if name == "sync_sleep_10ms":  # it has no epoch hooks
+            assert v["epoch_hook_us_median"] is None
+        else:
+            assert positive(v["epoch_hook_us_median"]), name
         assert v["label"] in markdown
+        assert isinstance(v["notes"], list)
+    for name in skipped:
+        assert fit["skipped"][name]["reason"] in markdown
     assert fit["variants"]["sync_sleep_10ms"]["bus"] is None
     assert fit["variants"]["sync_sleep_10ms"]["loop_cpu_us_per_step"] is None
     assert fit["variants"]["bridge_0"]["loop_cpu_us_per_step"] >= 0
     failing = fit["variants"]["bridge_failing"]
     assert failing["bus"]["failed"] > 0 and failing["bus_warned_on_close"]
     assert failing["log_records"] > 0
-    slow = fit["variants"]["bridge_async_10ms"]
-    assert slow["bus"]["published"] > 0 and isinstance(slow["within_budget"], bool)
+    for name in fit_overhead.BUDGETED:
+        v = fit["variants"][name]
+        assert v["bus"]["published"] > 0 and isinstance(v["within_budget"], bool)
+    standard = fit["variants"]["bridge_standard"]
+    assert standard["bus"]["failed"] == 0 and standard["bus"]["delivered"] > 0
+    for name in fit_overhead.PEERS:
+        if name in ran:
+            assert fit["variants"][name]["bus"] is None and fit["variants"][name]["within_budget"] is None
+
+
+def test_throughput_figures(run: Run) -> None:
+    _, results, markdown = run
+    tp = results["throughput"]
+    lossless = {k: v for k, v in tp["runs"].items() if v["setting"] == "lossless"}
+    assert len(lossless) == 2 * 3 * 2  # backends x subscriber counts x producers
+    for key, v in lossless.items():
+        assert v["repeats"] == 2, key
+        assert v["received_min"] == [v["events"]] * 2, key  # every subscriber received every event
+        assert v["dropped"] == [0, 0] and v["dropped_at_ingress"] == [0, 0], key
+        for figure in ("events_per_s", "publish_events_per_s", "producer_us_per_publish", "loop_cpu_us_per_event"):
+            assert spread_ok(v[figure]), (key, figure)
+    defaults = [v for v in tp["runs"].values() if v["setting"] == "defaults"]
+    assert {(v["backend"], v["subscribers"]) for v in defaults} == {(b, n) for b in ("asyncio", "trio") for n in (1, 8)}
+    for v in defaults:
+        if v["subscribers"] == 1:  # each event was received, dropped by the subscriber, or refused at ingress
+            accounted = zip(v["received_min"], v["dropped"], v["dropped_at_ingress"], strict=True)
+            assert [sum(figures) for figures in accounted] == [v["events"]] * 2
+    for kind in ("trio_vs_asyncio", "prebuilt_vs_fresh"):
+        assert len(tp["ratios"][kind]) == 6
+        assert all(r["pairs"] == 2 and spread_ok(r) for r in tp["ratios"][kind].values())
+    assert set(tp["budgets"]) == {"1", "8"}
+    assert all(isinstance(b["met"], bool) for b in tp["budgets"].values())
+    assert "## Events per second" in markdown and "| trio / asyncio |" in markdown
+
+
+def test_event_log_figures(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, results, markdown = run
+    log = results["event_log"]
+    assert "## Event log append rate" in markdown
+    if not event_log.available():
+        assert log["skipped"] == event_log.MISSING
+        return
+    for figure in ("append_events_per_s", "append_mb_per_s", "bus_events_per_s"):
+        assert spread_ok(log[figure]), figure
+    assert len(log["runs"]["append"]) == len(log["runs"]["bus"]) == 2
+    assert positive(log["bytes_per_event"]) and isinstance(log["within_budget"], bool)
+    monkeypatch.setattr(event_log, "available", lambda: False)
+    skipped = event_log.measure(repeats=1)
+    assert skipped["skipped"] == event_log.MISSING
+    row = [r for r in report.budgets({"event_log": skipped}) if "event log" in r["what"]][0]
+    assert row["measured"] == "not measured: no event log yet" and row["met"] is None
+
+
+def test_memory_figures(run: Run) -> None:
+    _, results, markdown = run
+    mem = results["memory"]
+    assert mem["config"]["events"] == 20_000 and len(mem["runs"]) == 1
+    r = mem["runs"][0]
+    assert r["settled"] and r["events"] == 20_000
+    assert r["dropped_by_subscriber"] + r["dropped_at_ingress"] + r["buffered_while_stalled"] == 20_000
+    assert r["received_after_release"] == r["buffered_while_stalled"] + 1  # the first event, then the buffer
+    assert len(r["growth_samples_mb"]) == 20_000 // 5000 + 1
+    assert isinstance(mem["within_budget"], bool) and mem["peak_growth_mb_max"] >= 0
+    assert "not the budget's 1,000,000" in markdown
+
+
+def test_scaling_figures_and_plot(run: Run) -> None:
+    out, results, markdown = run
+    sc = results["scaling"]
+    assert [p["subscribers"] for p in sc["subscribers"]] == [1, 2, 4]
+    assert [p["target_rate"] for p in sc["rates"]] == [1000, 2000, 4000]
+    for p in sc["subscribers"]:
+        for figure in ("wall_us_per_event", "loop_cpu_us_per_event", "producer_us_per_publish"):
+            assert spread_ok(p[figure]), (p["subscribers"], figure)
+    for p in sc["rates"]:
+        assert spread_ok(p["achieved_rate"]) and spread_ok(p["producer_us_per_publish"])
+    if HAS_MATPLOTLIB:
+        assert results["plots"]["scaling"] == {"path": "scaling.png", "note": None}
+        assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "](scaling.png)" in markdown
+    else:
+        assert results["plots"]["scaling"]["note"] == plots.MISSING and plots.MISSING in markdown
+
+
+def test_plot_skipped_without_matplotlib(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, results, _ = run
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    drawn = plots.draw(results, tmp_path)
+    assert drawn == {"scaling": {"path": None, "note": plots.MISSING}}
+    assert list(tmp_path.iterdir()) == []
+    assert f"Plot: {plots.MISSING}" in report.render({**results, "plots": drawn})
