@@ -140,7 +140,10 @@ def test_fit_overhead_figures(run: Run) -> None:
             assert positive(v[key]), (name, key)
         assert v["pairs"] == len(v["ratios"]) == 1
         assert v["hook_calls_per_fit"] > 0
-        assert positive(v["batch_hook_us_median"]), name  # every variant here overrides a batch hook
+        if name == "keras_standard" and importlib.util.find_spec("tensorboard") is None:
+            assert v["batch_hook_us_median"] is None  # without TensorBoard, none of its callbacks has batch hooks
+        else:
+            assert positive(v["batch_hook_us_median"]), name  # every other variant overrides a batch hook
         if name == "sync_sleep_10ms":  # it has no epoch hooks
             assert v["epoch_hook_us_median"] is None
         else:
