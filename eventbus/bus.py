@@ -1,12 +1,13 @@
 """The event bus: thread-safe ingress, fan-out, one task per subscriber.
 
 Producers (the Keras bridge on the training thread, or any thread) call
-:meth:`EventBus.publish_nowait`: it stamps the event with its sequence number
-and time, appends it to the ingress queue and returns. It never blocks and
-never waits on a subscriber. It only wakes the loop when the loop is parked
-for want of events; while events flow, the loop polls the queue every
-``latency`` seconds, so the producer pays for a deque append, not a
-cross-thread wake-up.
+:meth:`EventBus.publish_nowait`: it stamps the event's time, appends it to the
+ingress queue (no lock) and returns. It never blocks and never waits on a
+subscriber. It only wakes the loop when the loop is parked for want of
+events; while events flow, the loop polls the queue every ``latency``
+seconds, so the producer pays for a deque append, not a cross-thread wake-up.
+The loop stamps each event's sequence number as it takes it in, so numbers
+are gapless and in delivery order, whichever threads publish.
 
 The loop fans each event out to every subscriber's own buffer
 (:mod:`eventbus.subscription`), and each subscriber's task hands its events,
@@ -308,9 +309,7 @@ class EventBus:
         if self._state == "closed":
             raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
         ingress = self._ingress
-        if len(ingress) >= self.max_backlog and type(event) in BATCH_EVENTS:
-            self._dropped_at_ingress += 1  # the loop is far behind: shed load, counted
-            self._ingress_unreported += 1
+        if len(ingress) >= self.max_backlog and self._shed(event):
             return event
         force_setattr(event, "time", _now())
         ingress.append(event)  # atomic: no lock on the producer's path
@@ -328,15 +327,21 @@ class EventBus:
         if self._state == "closed":
             raise BusClosedError(f"cannot publish {event.kind}: the bus is closed")
         ingress = self._ingress
-        if len(ingress) >= self.max_backlog and type(event) in BATCH_EVENTS:
-            self._dropped_at_ingress += 1
-            self._ingress_unreported += 1
+        if len(ingress) >= self.max_backlog and self._shed(event):
             return event
         force_setattr(event, "time", _now())
         ingress.append(_RawLogs(event))
         if self._parked:
             self._wake_soon()
         return event
+
+    def _shed(self, event: Event) -> bool:
+        """The loop is ``max_backlog`` behind: refuse a batch event, counted."""
+        if type(event) not in BATCH_EVENTS:
+            return False  # lifecycle and epoch events are never dropped
+        self._dropped_at_ingress += 1
+        self._ingress_unreported += 1
+        return True
 
     async def publish(self, event: Event) -> Event:
         """Async twin of :meth:`publish_nowait`."""
