@@ -56,7 +56,7 @@ from .events import (
     TrainEnd,
 )
 from .exceptions import BusClosedError, BusNotRunningError
-from .subscription import OnError, SubscriberStatistics, Subscription, expand_kinds
+from .subscription import BarrierMark, OnError, SubscriberStatistics, Subscription, expand_kinds
 
 __all__ = ["INGRESS", "BusStatistics", "EventBus", "EventStream"]
 
@@ -653,7 +653,13 @@ class EventBus:
             waiting = [s for s in accepting if s.control and s.handler is not None]
             for subscription in waiting:
                 subscription.barriers[event.seq] = item.barrier
-            item.barrier.expect([s.name for s in waiting])
+            # A control subscriber that does not take this kind still answers what it was
+            # given before it (a stop asked at a batch must apply by the epoch's end): a
+            # mark in its queue arrives once it has handled everything ahead of the mark.
+            marked = [s for s in self._subscriptions if s.control and s.handler is not None and s not in accepting]
+            for subscription in marked:
+                subscription.mark(BarrierMark(seq=event.seq, barrier=item.barrier))
+            item.barrier.expect([s.name for s in waiting + marked])
         if kind in _REPORT_DROPS_ON:
             self._report_drops(event)
 
@@ -729,6 +735,9 @@ class EventBus:
                 await subscription.wait()
                 subscription.busy = True
                 continue
+            if isinstance(event, BarrierMark):
+                event.barrier.arrive(subscription.name)
+                continue
             subscription.delivered += 1
             try:
                 result = await handler(event)
@@ -749,12 +758,17 @@ class EventBus:
         """A batched subscriber's task: hand it every queued event at once, as a list."""
         handler = cast(Callable[[list[Event]], Awaitable[object]], subscription.handler)
         while True:
-            batch = subscription.pop_many(_DRAIN_BATCH)
+            taken = subscription.pop_many(_DRAIN_BATCH)
+            marks = [m for m in taken if isinstance(m, BarrierMark)]
+            batch = [e for e in taken if not isinstance(e, BarrierMark)]
             if not batch:
+                for mark in marks:
+                    mark.barrier.arrive(subscription.name)
                 subscription.busy = False
                 if subscription.closed:
                     return
-                await subscription.wait()
+                if not marks:
+                    await subscription.wait()
                 continue
             subscription.busy = True
             subscription.delivered += len(batch)
@@ -770,6 +784,8 @@ class EventBus:
             if subscription.barriers:
                 for event in batch:
                     self._arrive(subscription, event)
+            for mark in marks:
+                mark.barrier.arrive(subscription.name)
 
     @staticmethod
     def _arrive(subscription: Subscription, event: Event) -> None:

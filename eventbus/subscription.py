@@ -22,10 +22,20 @@ if TYPE_CHECKING:
     from .barrier import Barrier
     from .bus import EventBus
 
-__all__ = ["OnError", "SubscriberStatistics", "Subscription"]
+__all__ = ["BarrierMark", "OnError", "SubscriberStatistics", "Subscription"]
 
 OnError = Literal["report", "stop", "raise"]
 """What a subscriber's exception does: report it only, stop training, or fail training."""
+
+
+class BarrierMark:
+    """Queued for a control subscriber that does not take a barrier's event."""
+
+    __slots__ = ("barrier", "seq")
+
+    def __init__(self, seq: int, barrier: Barrier) -> None:
+        self.seq = seq  # ordered against events by seq, like one
+        self.barrier = barrier
 
 
 class SubscriberStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,10 +86,10 @@ class Subscription:
         self.batched = batched
         self.on_error: OnError = on_error
         self._bus = bus
-        self._events: deque[Event] = deque()
+        self._events: deque[Event | BarrierMark] = deque()
         self._batches: deque[Event] = deque()
         # A lossless subscription keeps everything in one queue: pop it directly.
-        self.pop_fast: Callable[[], Event | None] = self._pop_events
+        self.pop_fast: Callable[[], Event | BarrierMark | None] = self._pop_events
         self._waiter: anyio.Event | None = None
         self._closed = False
         self.barriers: dict[int, Barrier] = {}
@@ -107,7 +117,7 @@ class Subscription:
         else:
             self.keep_or_drop(event)
 
-    def keep(self, event: Event) -> None:
+    def keep(self, event: Event | BarrierMark) -> None:
         """Queue an event that is never dropped."""
         if self._closed:
             return
@@ -137,7 +147,7 @@ class Subscription:
             return self.keep
         return self.keep_or_drop
 
-    def pop_many(self, limit: int) -> list[Event]:
+    def pop_many(self, limit: int) -> list[Event | BarrierMark]:
         """Up to ``limit`` queued events, oldest first by ``seq``."""
         events, batches = self._events, self._batches
         if not batches and len(events) <= limit:
@@ -152,11 +162,11 @@ class Subscription:
             taken.append(event)
         return taken
 
-    def _pop_events(self) -> Event | None:
+    def _pop_events(self) -> Event | BarrierMark | None:
         events = self._events
         return events.popleft() if events else None
 
-    def pop(self) -> Event | None:
+    def pop(self) -> Event | BarrierMark | None:
         """The oldest queued event by ``seq``, or ``None`` when empty."""
         events, batches = self._events, self._batches
         if not batches:
@@ -176,6 +186,9 @@ class Subscription:
         """Wait for the next event; raises ``anyio.EndOfStream`` once closed and empty."""
         while True:
             event = self.pop()
+            if isinstance(event, BarrierMark):  # only control subscribers get marks, and streams are not
+                event.barrier.arrive(self.name)
+                continue
             if event is not None:
                 return event
             if self._closed:
@@ -191,8 +204,15 @@ class Subscription:
             self._waiter = None
             waiter.set()
 
+    def mark(self, mark: BarrierMark) -> None:
+        """Queue a barrier mark: it arrives once everything ahead of it is handled."""
+        self.keep(mark)
+
     def discard(self) -> int:
         """Drop what is still queued (at the close timeout); returns how many."""
+        for item in self._events:
+            if type(item) is BarrierMark:
+                item.barrier.arrive(self.name)
         left = len(self._events) + len(self._batches)
         self._events.clear()
         self._batches.clear()

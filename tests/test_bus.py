@@ -457,3 +457,24 @@ def test_a_batched_control_subscriber_opens_barriers() -> None:
         for i in range(10):
             bus.publish_nowait(batch(i))
         assert bus.publish_with_barrier(epoch_end(0)).wait(5)
+
+
+def test_a_barrier_waits_for_control_subscribers_of_other_kinds_to_catch_up() -> None:
+    """A stop asked at a batch must be in before the epoch's end lets training go on."""
+    received: list[object] = []
+    gate = threading.Event()
+
+    async def nan_watch(event: events.Event) -> object:
+        await anyio.to_thread.run_sync(gate.wait)  # slow on a batch
+        return StopTraining()
+
+    with EventBus() as bus:
+        bus.attach_run("r", lambda seq, c: received.append(c))
+        bus.subscribe(nan_watch, kinds=[events.TrainBatchEnd], control=True)
+        bus.publish_nowait(batch(0))
+        barrier = bus.publish_with_barrier(epoch_end(0))  # not a kind nan_watch takes
+        assert not barrier.wait(0.1)
+        assert barrier.pending == ["nan_watch"]
+        gate.set()
+        assert barrier.wait(5)
+        assert received == [StopTraining()]
