@@ -721,8 +721,10 @@ class EventBus:
     async def _deliver_one_by_one(self, subscription: Subscription) -> None:
         handler = subscription.handler
         assert handler is not None
-        pop = subscription.pop_fast if subscription.lossless else subscription.pop
+        # Typed as events only: barrier marks (control subscribers only) are taken out first.
+        pop = cast(Callable[[], Event | None], subscription.pop_fast if subscription.lossless else subscription.pop)
         barriers = subscription.barriers
+        control = subscription.control
         burst = 0
         subscription.busy = True
         while True:
@@ -735,7 +737,7 @@ class EventBus:
                 await subscription.wait()
                 subscription.busy = True
                 continue
-            if isinstance(event, BarrierMark):
+            if control and isinstance(event, BarrierMark):  # only control subscribers get marks
                 event.barrier.arrive(subscription.name)
                 continue
             subscription.delivered += 1
