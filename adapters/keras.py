@@ -54,6 +54,7 @@ from eventbus.events import (
     TrainEnd,
 )
 from eventbus.exceptions import BusClosedError, LoopThreadError
+from eventbus.subscribers._monitor import float32
 
 __all__ = ["KerasBridge"]
 
@@ -110,6 +111,8 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         self._validating = False
         self._owner: int | None = None
         self._directions: dict[str, Literal["up", "down"]] = {}
+        self._fresh_rate: float | None = None
+        """The learning rate read in the current boundary hook, while commands for it apply."""
 
     # --- training --------------------------------------------------------------
 
@@ -286,6 +289,7 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
             self._lost(event)
         if self._inbox:
             self._apply_commands()
+        self._fresh_rate = None  # later hooks read it anew
 
     def _lost(self, event: Event) -> None:
         self.unpublished += 1
@@ -390,6 +394,13 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None or not hasattr(optimizer, "learning_rate"):
             raise _Rejected("the model has no optimizer with a learning_rate")
+        if isinstance(getattr(optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule):
+            raise _Rejected(
+                "the optimizer's learning rate is driven by a schedule and cannot be set: "
+                "build the optimizer with a float learning rate to let subscribers set it"
+            )
+        if self._fresh_rate is not None and float32(value) == self._fresh_rate:
+            return  # already in force (read in this very hook): assigning costs ~0.2 ms for nothing
         try:
             optimizer.learning_rate = float(value)
         except TypeError as exc:
@@ -403,9 +414,10 @@ class KerasBridge(keras.callbacks.Callback):  # type: ignore[misc]
         try:
             # float() reads a variable (or a schedule's tensor) in half the time of .numpy(),
             # and without convert_to_numpy's NumPy 2 deprecation path.
-            return float(rate)
+            self._fresh_rate = float(rate)
         except (TypeError, ValueError):
             return None
+        return self._fresh_rate
 
 
 def _copy(logs: Mapping[str, Any] | None) -> dict[str, float]:
