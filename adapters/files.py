@@ -39,7 +39,6 @@ import collections.abc
 import csv
 import math
 import os
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ import msgspec
 
 from eventbus.events import BUS_EVENTS, KERAS_EVENTS, AnyEvent, EpochEnd, Event, TrainBegin, TrainEnd
 from eventbus.exceptions import EventBusError
+from eventbus.sink import BufferedFileSink
 from eventbus.subscriber import Subscriber
 from eventbus.subscription import expand_kinds
 
@@ -67,7 +67,6 @@ NONFINITE = "$nonfinite"
 
 _FROM_STRING = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _MARKER = b'"' + NONFINITE.encode() + b'"'
-_FLUSH_ON = (EpochEnd, TrainEnd)
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(AnyEvent)
 _BY_TAG: dict[object, type[Event]] = {cls.__struct_config__.tag: cls for cls in (*KERAS_EVENTS, *BUS_EVENTS)}
@@ -154,7 +153,7 @@ def _restore_nonfinite(tree: dict[str, Any], paths: object) -> None:
 # --- the sink ----------------------------------------------------------------
 
 
-class JsonLinesSink:
+class JsonLinesSink(BufferedFileSink):
     """A subscriber that appends every event (or those of ``kinds``) to ``path`` as JSON Lines.
 
     Lossless and batched: the bus hands it every queued event at once; it
@@ -164,10 +163,6 @@ class JsonLinesSink:
     writer that was killed is cut off first, so the file stays readable.
     """
 
-    lossless = True
-    batched = True
-    name = "JsonLinesSink"
-
     def __init__(
         self,
         path: StrPath,
@@ -175,23 +170,8 @@ class JsonLinesSink:
         kinds: Iterable[type[Event] | str] | type[Event] | str | None = None,
         flush_interval: float = 1.0,
     ) -> None:
-        if not flush_interval > 0:
-            raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
-        self.path = Path(path)
+        super().__init__(path, flush_interval=flush_interval)
         self.kinds = expand_kinds(kinds)  # checked now, not at subscribe time
-        self.flush_interval = flush_interval
-        self.written = 0
-        self._buffer = bytearray()
-        self._file: BinaryIO | None = None
-        self._last_flush = time.monotonic()
-
-    def __repr__(self) -> str:
-        return f"<JsonLinesSink {str(self.path)!r} written={self.written}>"
-
-    async def __call__(self, events: list[Event]) -> None:
-        self.append(events)
-        if any(type(e) in _FLUSH_ON for e in events) or time.monotonic() - self._last_flush >= self.flush_interval:
-            self.flush()
 
     def append(self, events: Sequence[Event]) -> None:
         """Encode ``events`` into the write buffer (no I/O)."""
@@ -207,31 +187,10 @@ class JsonLinesSink:
                 buffer += encode_event(event)
         self.written += len(events)
 
-    def flush(self) -> None:
-        """Write what is buffered."""
-        self._last_flush = time.monotonic()
-        if not self._buffer:
-            return
-        file = self._open()
-        file.write(self._buffer)
-        file.flush()
-        self._buffer.clear()
-
-    async def aclose(self) -> None:
-        """Flush and close the file; the bus calls this when it closes."""
-        self.close()
-
-    def close(self) -> None:
-        self.flush()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
     def _open(self) -> BinaryIO:
         if self._file is None:
             _end_last_line(self.path)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across flushes
-        return self._file
+        return super()._open()
 
     @staticmethod
     def read(path: StrPath) -> Iterator[Event]:

@@ -29,8 +29,9 @@ from typing import BinaryIO
 
 import msgspec
 
-from .events import AnyEvent, EpochEnd, Event, TrainEnd
+from .events import AnyEvent, Event
 from .exceptions import EventBusError
+from .sink import BufferedFileSink
 
 __all__ = [
     "FORMAT_VERSION",
@@ -48,8 +49,6 @@ _HEADER = struct.Struct("<8sI")
 _RECORD = struct.Struct("<II")
 MAX_RECORD = 64 * 1024 * 1024
 """No event comes near this; a larger length is corruption, not data."""
-
-_FLUSH_ON = (EpochEnd, TrainEnd)
 
 
 class EventLogError(EventBusError):
@@ -72,7 +71,7 @@ class TornTail(msgspec.Struct, frozen=True):
     reason: str
 
 
-class EventLog:
+class EventLog(BufferedFileSink):
     """A subscriber that appends every event and command to ``path``.
 
     Lossless and batched: the bus hands it every queued event at once; it
@@ -83,29 +82,9 @@ class EventLog:
     An existing log is appended to (its header is checked first).
     """
 
-    lossless = True
-    batched = True
-    name = "EventLog"
-
     def __init__(self, path: str | os.PathLike[str], *, flush_interval: float = 1.0, fsync: bool = False) -> None:
-        if not flush_interval > 0:
-            raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
-        self.path = Path(path)
-        self.flush_interval = flush_interval
-        self.fsync = fsync
-        self.written = 0
+        super().__init__(path, flush_interval=flush_interval, fsync=fsync)
         self._encoder = msgspec.msgpack.Encoder()
-        self._buffer = bytearray()
-        self._file: BinaryIO | None = None
-        self._last_flush = time.monotonic()
-
-    def __repr__(self) -> str:
-        return f"<EventLog {str(self.path)!r} written={self.written}>"
-
-    async def __call__(self, events: list[Event]) -> None:
-        self.append(events)
-        if any(type(e) in _FLUSH_ON for e in events) or time.monotonic() - self._last_flush >= self.flush_interval:
-            self.flush()
 
     def append(self, events: Sequence[Event]) -> None:
         """Encode ``events`` into the write buffer (no I/O)."""
@@ -119,37 +98,16 @@ class EventLog:
             buffer += payload
         self.written += len(events)
 
-    def flush(self) -> None:
-        """Write what is buffered (and fsync, if asked)."""
-        self._last_flush = time.monotonic()
-        if not self._buffer:
-            return
-        file = self._open()
-        file.write(self._buffer)
-        file.flush()
-        if self.fsync:
-            os.fsync(file.fileno())
-        self._buffer.clear()
-
-    async def aclose(self) -> None:
-        """Flush and close the file; the bus calls this when it closes."""
-        self.close()
-
-    def close(self) -> None:
-        self.flush()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
     def _open(self) -> BinaryIO:
         if self._file is None:
             exists = self.path.exists() and self.path.stat().st_size > 0
             if exists:
-                _check_header(self.path.read_bytes()[: _HEADER.size], self.path)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across flushes
+                with open(self.path, "rb") as existing:
+                    _check_header(existing.read(_HEADER.size), self.path)
+            file = super()._open()
             if not exists:
-                self._file.write(_HEADER.pack(MAGIC, FORMAT_VERSION))
-        return self._file
+                file.write(_HEADER.pack(MAGIC, FORMAT_VERSION))
+        return super()._open()
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> EventLogReader:
