@@ -23,7 +23,7 @@ from typing import Any, Literal
 import anyio
 import keras
 
-from eventbus._logs import floats_from
+from eventbus._logs import float32, floats_from
 from eventbus.bus import EventBus
 from eventbus.commands import (
     Command,
@@ -54,7 +54,6 @@ from eventbus.events import (
     TrainEnd,
 )
 from eventbus.exceptions import BusClosedError, LoopThreadError
-from eventbus.subscribers._monitor import float32
 
 __all__ = ["KerasBridge"]
 

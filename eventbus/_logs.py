@@ -1,10 +1,12 @@
-"""Turning a framework's log values into the floats events carry."""
+"""Turning a framework's log values into the floats events carry, and float32 as Keras keeps it."""
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Mapping
 
-__all__ = ["floats_from"]
+__all__ = ["float32", "floats_from"]
 
 
 def floats_from(logs: Mapping[str, object]) -> dict[str, float]:
@@ -21,3 +23,11 @@ def floats_from(logs: Mapping[str, object]) -> dict[str, float]:
         except (TypeError, ValueError):
             continue
     return result
+
+
+def float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as a Python float."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]  # type: ignore[no-any-return]
+    except OverflowError:
+        return math.copysign(math.inf, value)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import msgspec
 
+from ._logs import float32
 from .bus import _as_commands
 from .commands import Command, FailTraining, RestoreWeights, SetLearningRate, SnapshotWeights, StopTraining
 from .events import EpochBegin, EpochEnd, Event, TrainBatchBegin, TrainBatchEnd, TrainBegin, TrainEnd
@@ -129,16 +130,10 @@ class _Simulated:
         if isinstance(command, StopTraining):
             self.stop = True
         elif isinstance(command, SetLearningRate):
-            self.lr = _float32(command.learning_rate)
+            self.lr = float32(command.learning_rate)
         elif isinstance(command, SnapshotWeights):
             self.snapshots[command.tag] = self.weights
         elif isinstance(command, RestoreWeights):
             self.weights = self.snapshots[command.tag]
         elif isinstance(command, FailTraining):
             raise RuntimeError(command.message)
-
-
-def _float32(value: float) -> float:
-    from .subscribers._monitor import float32
-
-    return float32(value)

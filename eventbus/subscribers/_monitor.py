@@ -7,19 +7,11 @@ float32 as well, or early stopping would disagree with Keras on ties.
 
 from __future__ import annotations
 
-import math
-import struct
 from collections.abc import Callable, Mapping
 
+from .._logs import float32
+
 __all__ = ["Monitor", "float32"]
-
-
-def float32(value: float) -> float:
-    """``value`` rounded to the nearest float32, as a Python float."""
-    try:
-        return struct.unpack("f", struct.pack("f", value))[0]  # type: ignore[no-any-return]
-    except OverflowError:
-        return math.copysign(math.inf, value)
 
 
 def _less(a: float, b: float) -> bool:
