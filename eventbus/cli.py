@@ -1,4 +1,4 @@
-"""The ``eventbus`` command line: the demo, and tools over event logs."""
+"""The ``eventbus`` command line: the demo, and tools over event logs and live event servers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import anyio
 import msgspec
 
 __all__ = ["main"]
+
+_JSON = msgspec.json.Encoder()
 
 _SUBSCRIBERS_FOR_REPLAY = {
     "early-stopping": "EarlyStopping",
@@ -63,10 +65,40 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("log", help="an event log (written by eventbus.log.EventLog)")
     inspect.set_defaults(handler=_inspect)
 
-    tail = commands.add_parser("tail", help="print a log's events, one per line")
-    tail.add_argument("log")
-    tail.add_argument("-f", "--follow", action="store_true", help="keep printing events as they are appended")
-    tail.add_argument("-n", "--lines", type=int, default=None, help="only the last N events (before following)")
+    tail = commands.add_parser(
+        "tail",
+        help="print a log's events, or a live event server's, one per line",
+        description="Print the events of an event log, or follow a SocketServer's live stream "
+        "(`eventbus tail tcp://127.0.0.1:7878`), one JSON object per line. A server's stream is "
+        "followed until it ends (the bus closed) or Ctrl-C; reconnections resume where they left off, "
+        "and events the server no longer holds are reported on stderr.",
+    )
+    tail.add_argument("log", metavar="LOG|URL", help="an event log, or tcp://host:port of a SocketServer")
+    tail.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing events as they are appended (implied for a URL)"
+    )
+    tail.add_argument(
+        "-n", "--lines", type=int, default=None, help="only the last N events (before following); logs only"
+    )
+    server = tail.add_argument_group("following a server (tcp://host:port)")
+    server.add_argument(
+        "--since",
+        type=int,
+        default=None,
+        metavar="SEQ",
+        help="start after the event with this seq (-1: everything the server holds); default: live events only",
+    )
+    server.add_argument(
+        "--kinds", default=None, metavar="KIND,...", help="only these event kinds, e.g. epoch_end,train_end"
+    )
+    server.add_argument("--token", default=None, help="the server's token, if it has one")
+    server.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up if no connection succeeds within this time (default 10)",
+    )
     tail.set_defaults(handler=_tail)
 
     replay = commands.add_parser(
@@ -138,12 +170,21 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _line(event: Any) -> str:
+    """An event as ``eventbus tail`` prints it: one JSON object, ``kind`` first."""
+    return _JSON.encode(event).decode()
+
+
 def _tail(args: argparse.Namespace) -> int:
     from collections import deque
 
     from .log import EventLog
 
-    encoder = msgspec.json.Encoder()
+    if args.log.startswith("tcp://"):
+        return _tail_server(args)
+    given = [f"--{name.replace('_', '-')}" for name in _SERVER_OPTIONS if getattr(args, name) is not None]
+    if given:
+        raise _UsageError(f"{', '.join(given)}: only for following a server (tcp://host:port), not a log file")
     reader = EventLog.read(args.log)
     if args.follow:
         events = reader.follow()
@@ -152,16 +193,80 @@ def _tail(args: argparse.Namespace) -> int:
             skip = max(0, len(existing) - args.lines)
             for index, event in enumerate(events):
                 if index >= skip:
-                    print(encoder.encode(event).decode(), flush=True)
+                    print(_line(event), flush=True)
                 if index + 1 >= len(existing):
                     break
         for event in events:
-            print(encoder.encode(event).decode(), flush=True)
+            print(_line(event), flush=True)
         return 0
     selected: Any = deque(reader, maxlen=args.lines) if args.lines is not None else reader
     for event in selected:
-        print(encoder.encode(event).decode())
+        print(_line(event))
     return 0
+
+
+_SERVER_OPTIONS = ("since", "kinds", "token", "connect_timeout")
+
+
+def _tail_server(args: argparse.Namespace) -> int:
+    """Follow a SocketServer's stream until it ends; ``-f`` is implied."""
+    # eventbus.adapters is the top-level adapters/ folder, mapped by setuptools; mypy sees it as `adapters`.
+    from .adapters.sockets import RefusedError, connect  # type: ignore[import-not-found,unused-ignore]
+
+    if args.lines is not None:
+        raise _UsageError("-n/--lines is for a log file: a server's stream has no last N; use --since SEQ")
+    timeout = 10.0 if args.connect_timeout is None else args.connect_timeout
+    if not timeout > 0:
+        raise _UsageError(f"--connect-timeout must be > 0 seconds, got {timeout}")
+    kinds = None if args.kinds is None else [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    try:
+        client = connect(args.log, since=args.since, kinds=kinds, token=args.token, on_gap="skip")
+    except (ValueError, TypeError) as exc:  # a bad URL, an unknown kind
+        raise _UsageError(str(exc)) from exc
+
+    async def follow() -> int:
+        reached = True
+        failure: Exception | None = None
+        gaps = dropped = 0
+
+        def report() -> None:  # what the client noted since the last event, before the next one
+            nonlocal gaps, dropped
+            for gap in client.gaps[gaps:]:
+                print(f"-- events after seq {gap.after} and before seq {gap.first} are gone --", file=sys.stderr)
+            gaps = len(client.gaps)
+            if client.dropped > dropped:
+                print(f"-- {client.dropped - dropped} batch events dropped: this tail fell behind --", file=sys.stderr)
+                dropped = client.dropped
+
+        async def give_up_unless_connected(scope: anyio.CancelScope) -> None:
+            nonlocal reached
+            await anyio.sleep(timeout)
+            if client.connections == 0:
+                reached = False
+                scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(give_up_unless_connected, tg.cancel_scope)
+            try:  # errors leave the task group as themselves, not in an exception group
+                async with client:
+                    async for event in client:
+                        report()
+                        print(_line(event), flush=True)
+                    report()
+            except Exception as exc:  # noqa: BLE001 - re-raised below
+                failure = exc
+            tg.cancel_scope.cancel()
+        if isinstance(failure, RefusedError):
+            print(f"eventbus tail: {failure}", file=sys.stderr)
+            return 1
+        if failure is not None:
+            raise failure
+        if not reached:
+            print(f"eventbus tail: cannot reach {args.log} (no connection within {timeout:g} s)", file=sys.stderr)
+            return 1
+        return 0
+
+    return anyio.run(follow, backend="asyncio")
 
 
 def _replay(args: argparse.Namespace) -> int:
