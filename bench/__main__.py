@@ -19,7 +19,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "memory": {"events": 1_000_000, "repeats": 3},
         "hook_cost": {"repeats": 7, "samples": 300, "chunk": 1000},
-        "fit_overhead": {"epochs": 5, "repeats": 21, "slow_epochs": 2, "slow_repeats": 3},
+        "fit_overhead": {"epochs": 7, "repeats": 21, "slow_epochs": 3, "slow_repeats": 3},
         "throughput": {"repeats": 5, "events": 100_000, "deliveries": 1_000_000},
         "event_log": {"repeats": 5, "events": 200_000, "bus_events": 100_000},
         "scaling": {"repeats": 3, "events": 50_000, "deliveries": 400_000, "rates": 10, "duration_s": 0.5},
@@ -27,7 +27,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "memory": {"events": 200_000, "repeats": 1},
         "hook_cost": {"repeats": 3, "samples": 100, "chunk": 1000},
-        "fit_overhead": {"epochs": 2, "repeats": 5, "slow_epochs": 1, "slow_repeats": 2},
+        "fit_overhead": {"epochs": 3, "repeats": 5, "slow_epochs": 3, "slow_repeats": 2},
         "throughput": {"repeats": 3, "events": 30_000, "deliveries": 200_000},
         "event_log": {"repeats": 3, "events": 50_000, "bus_events": 30_000},
         "scaling": {"repeats": 2, "events": 20_000, "deliveries": 100_000, "rates": 8, "duration_s": 0.2},

@@ -42,3 +42,17 @@ def tiny_regressor() -> Any:
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse", metrics=["mean_absolute_error"])
     return model
+
+
+def repeated_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[Any, int]:
+    """``x``, ``y`` as one shuffled, repeated ``tf.data`` pipeline, and the steps of one pass.
+
+    ``fit`` on it with ``steps_per_epoch`` builds one iterator per fit, where
+    arrays get a new one each epoch, whose start-up time varies several-fold
+    from epoch to epoch and would drown a callback's cost.
+    """
+    import tensorflow as tf
+
+    steps = -(-len(x) // batch_size)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(batch_size).repeat()
+    return data, steps

@@ -25,7 +25,7 @@ HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 TINY: dict[str, dict[str, Any]] = {
     "memory": {"events": 20_000, "repeats": 1, "sample_every": 5000},
     "hook_cost": {"repeats": 2, "samples": 3, "chunk": 50, "warmup": 1},
-    "fit_overhead": {"epochs": 1, "repeats": 1, "slow_epochs": 1, "slow_repeats": 1, "rows": 256},
+    "fit_overhead": {"epochs": 3, "repeats": 1, "slow_epochs": 3, "slow_repeats": 1, "rows": 256},
     "throughput": {"repeats": 2, "events": 2000, "deliveries": 20_000, "warmup": 100},
     "event_log": {"repeats": 2, "events": 3000, "batch": 100, "flush_every": 1000, "bus_events": 2000},
     "scaling": {"repeats": 1, "max_subscribers": 4, "events": 2000, "deliveries": 8000, "rates": 3, "duration_s": 0.05},
@@ -128,6 +128,11 @@ def test_fit_overhead_figures(run: Run) -> None:
     for name, v in fit["variants"].items():
         for key in (
             "ratio_median",
+            "steady_ratio_median",
+            "steady_ratio_min",
+            "steady_ratio_max",
+            "steady_s_median",
+            "baseline_steady_s_median",
             "ratio_min",
             "ratio_max",
             "fastest_ratio",
@@ -138,13 +143,14 @@ def test_fit_overhead_figures(run: Run) -> None:
             "hook_share_median",
         ):
             assert positive(v[key]), (name, key)
-        assert v["pairs"] == len(v["ratios"]) == 1
+        assert v["pairs"] == len(v["ratios"]) == len(v["steady_ratios"]) == 1
+        assert v["steady_s_median"] < v["fit_s_median"]  # a part of the fit: epochs 2 to the last
         assert v["hook_calls_per_fit"] > 0
         if name == "keras_standard" and importlib.util.find_spec("tensorboard") is None:
             assert v["batch_hook_us_median"] is None  # without TensorBoard, none of its callbacks has batch hooks
         else:
             assert positive(v["batch_hook_us_median"]), name  # every other variant overrides a batch hook
-        if name == "sync_sleep_10ms":  # it has no epoch hooks
+        if name in ("sync_sleep_10ms", "keras_batch_noop"):  # they have no epoch hooks
             assert v["epoch_hook_us_median"] is None
         else:
             assert positive(v["epoch_hook_us_median"]), name
@@ -152,7 +158,7 @@ def test_fit_overhead_figures(run: Run) -> None:
         assert isinstance(v["notes"], list)
     for name in skipped:
         assert fit["skipped"][name]["reason"] in markdown
-    assert fit["variants"]["sync_sleep_10ms"]["bus"] is None
+    assert fit["variants"]["sync_sleep_10ms"]["bus"] is None and fit["variants"]["keras_batch_noop"]["bus"] is None
     assert fit["variants"]["sync_sleep_10ms"]["loop_cpu_us_per_step"] is None
     assert fit["variants"]["bridge_0"]["loop_cpu_us_per_step"] >= 0
     failing = fit["variants"]["bridge_failing"]
