@@ -384,9 +384,7 @@ def measure(
             "budget_ratio": BUDGET_RATIO,
             "budgeted": list(BUDGETED),
         },
-        "variants": {
-            v: _summarize(v, pairs[v], slow_epochs if v == slow else epochs, steps) for v in variants
-        },
+        "variants": {v: _summarize(v, pairs[v], slow_epochs if v == slow else epochs, steps) for v in variants},
         "skipped": {v: {"label": VARIANTS[v], "reason": why} for v, why in skipped.items()},
     }
 
