@@ -60,6 +60,7 @@ __all__ = [
     "JsonLinesWarning",
     "decode_event",
     "encode_event",
+    "restore_nonfinite",
 ]
 
 NONFINITE = "$nonfinite"
@@ -125,16 +126,22 @@ def decode_event(line: bytes) -> Event:
     """The event on one line written by :func:`encode_event`; raises ``msgspec.DecodeError``."""
     if _MARKER not in line:
         return _DECODER.decode(line)
-    tree = msgspec.json.decode(line)
+    tree = restore_nonfinite(msgspec.json.decode(line))
     if isinstance(tree, dict):
-        paths = tree.pop(NONFINITE, None)
-        if paths is not None:
-            _restore_nonfinite(tree, paths)
         cls = _BY_TAG.get(tree.get("kind"))
         if cls is not None:
             return msgspec.convert(tree, cls)
     event: Event = msgspec.convert(tree, AnyEvent)  # raises msgspec's own error
     return event
+
+
+def restore_nonfinite(tree: Any) -> Any:
+    """Decoded JSON (plain objects) with the floats :func:`encode_event` wrote as strings put back, marker gone."""
+    if isinstance(tree, dict):
+        paths = tree.pop(NONFINITE, None)
+        if paths is not None:
+            _restore_nonfinite(tree, paths)
+    return tree
 
 
 def _restore_nonfinite(tree: dict[str, Any], paths: object) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import plots, report
 
-MEASUREMENTS = ("memory", "hook_cost", "fit_overhead", "throughput", "event_log", "scaling")
+MEASUREMENTS = ("memory", "hook_cost", "fit_overhead", "subscriber_cost", "throughput", "event_log", "scaling")
 """In the order they run: memory first, while the heap is fresh (its runs have their
 own interpreters, but the suite's own footprint is smallest then too)."""
 
@@ -20,6 +20,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "memory": {"events": 1_000_000, "repeats": 3},
         "hook_cost": {"repeats": 7, "samples": 300, "chunk": 1000},
         "fit_overhead": {"epochs": 7, "repeats": 21, "slow_epochs": 3, "slow_repeats": 3},
+        "subscriber_cost": {"epochs": 160},
         "throughput": {"repeats": 5, "events": 100_000, "deliveries": 1_000_000},
         "event_log": {"repeats": 5, "events": 200_000, "bus_events": 100_000},
         "scaling": {"repeats": 3, "events": 50_000, "deliveries": 400_000, "rates": 10, "duration_s": 0.5},
@@ -28,6 +29,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "memory": {"events": 200_000, "repeats": 1},
         "hook_cost": {"repeats": 3, "samples": 100, "chunk": 1000},
         "fit_overhead": {"epochs": 3, "repeats": 5, "slow_epochs": 3, "slow_repeats": 2},
+        "subscriber_cost": {"epochs": 40},
         "throughput": {"repeats": 3, "events": 30_000, "deliveries": 200_000},
         "event_log": {"repeats": 3, "events": 50_000, "bus_events": 30_000},
         "scaling": {"repeats": 2, "events": 20_000, "deliveries": 100_000, "rates": 8, "duration_s": 0.2},

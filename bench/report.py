@@ -127,27 +127,30 @@ def budgets(results: dict[str, Any]) -> list[dict[str, Any]]:
         row("bridge cost on the training thread per hook (struct + hand-off)", "<= 2 us median", NOT_MEASURED, None)
 
     fit = results.get("fit_overhead")
-    for key, what in (
-        ("bridge_standard", "`fit` wall time, bus + standard subscribers vs no callbacks"),
-        ("bridge_async_10ms", "`fit` wall time with a subscriber that needs 10 ms per event"),
+    own = (results.get("subscriber_cost") or {}).get("runs", {})
+    for key, subject, what in (
+        ("bridge_standard", "standard", "`fit` wall time, bus + standard subscribers vs no callbacks"),
+        ("bridge_async_10ms", "async_10ms", "`fit` wall time with a subscriber that needs 10 ms per event"),
     ):
         variants = fit["variants"] if fit else {}
-        modes = [(mode, variants.get(k)) for mode, k in (("no-sync", f"{key}_deferred"), ("default", key))]
+        modes = [(mode, variants.get(k)) for mode, k in (("default", key), ("no-sync", f"{key}_deferred"))]
         measured = [(mode, v) for mode, v in modes if v is not None]
-        if not measured:
+        owns = [(mode, own[f"{subject}/{mode}"]) for mode in ("default", "no-sync") if f"{subject}/{mode}" in own]
+        if not measured and not owns:
             row(what, "<= 1.02x", NOT_MEASURED, None)
             continue
-        row(
-            what,
-            "<= 1.02x",
-            "; ".join(
-                f"{mode} mode: {v['steady_ratio_median']:.3f}x steady epochs "
-                f"({v['steady_ratio_min']:.2f}-{v['steady_ratio_max']:.2f} over {v['pairs']} pairs), "
-                f"whole fits {v['ratio_median']:.3f}x, callbacks {v['hook_share_median']:.1%} of the fit"
-                for mode, v in measured
-            ),
-            measured[0][1]["within_budget"],  # judged on the no-sync mode where it ran; both are shown
-        )
+        parts = [
+            f"the subscribers' own cost, {mode} mode: {o['ratio_median']:.3f}x "
+            f"(95% interval {o['ci95'][0]:.3f}-{o['ci95'][1]:.3f}, {o['pairs']} epoch pairs)"
+            for mode, o in owns
+        ] + [
+            f"bus + bridge + subscribers vs no callbacks, {mode} mode: {v['steady_ratio_median']:.3f}x steady epochs "
+            f"({v['steady_ratio_min']:.2f}-{v['steady_ratio_max']:.2f} over {v['pairs']} pairs)"
+            for mode, v in measured
+        ]
+        # The 10 ms row is about what such a subscriber adds; the standard row about the whole bus.
+        judged = [o for _, o in owns] if subject == "async_10ms" and owns else [v for _, v in measured]
+        row(what, "<= 1.02x", "; ".join(parts), all(v["within_budget"] for v in judged))
 
     tp = results.get("throughput")
     for n, what, budget in (
@@ -326,6 +329,32 @@ def _fit_lines(fit: dict[str, Any]) -> list[str]:
     notes += [f"{s['label']}: {s['reason']}" for s in fit.get("skipped", {}).values()]
     if notes:
         lines += ["", "Notes:", "", *(f"- {note}" for note in notes)]
+    return lines
+
+
+def _subscriber_cost_lines(sc: dict[str, Any]) -> list[str]:
+    c = sc["config"]
+    lines = [
+        "",
+        f"## A subscriber's own cost, epoch by epoch (budget: the 10 ms subscriber <= {c['budget_ratio']:g}x)",
+        "",
+        f"One `fit` of {c['epochs']} epochs ({c['steps_per_epoch']} steps each, batch {c['batch_size']}) with the "
+        f"bus and the bridge throughout; the subscribers are subscribed for some epochs and not for others "
+        f"({c['pattern']}), so adjacent epochs pair up, one with and one without. Ratio: the epoch with / the "
+        f"epoch without, median over pairs, the first {c['skipped_epochs']} epochs left out; the interval is a "
+        f"bootstrap ({c['resamples']} resamples) of the median. Adjacent epochs share the machine's state, so "
+        "this is far steadier than whole-fit pairs.",
+        "",
+        "| subscribers | mode | epoch pairs | ratio median | 95% interval | ratio mean | epoch ms | budget |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for v in sc["runs"].values():
+        verdict = _verdict(v["within_budget"]) if v["subject"] == "async_10ms" else ""
+        lines.append(
+            f"| {v['label']} | {v['mode']} | {v['pairs']} | {v['ratio_median']:.3f}x "
+            f"| {v['ci95'][0]:.3f}-{v['ci95'][1]:.3f} | {v['ratio_mean']:.3f}x | {v['epoch_ms_median']:.1f} "
+            f"| {verdict} |"
+        )
     return lines
 
 
@@ -512,6 +541,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _hook_lines(results["hook_cost"])
     if results.get("fit_overhead"):
         lines += _fit_lines(results["fit_overhead"])
+    if results.get("subscriber_cost"):
+        lines += _subscriber_cost_lines(results["subscriber_cost"])
     if results.get("throughput"):
         lines += _throughput_lines(results["throughput"])
     if results.get("event_log"):

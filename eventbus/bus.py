@@ -118,7 +118,17 @@ class _RawLogs:
         self.event = event
 
 
-_Op = _Subscribe | _WithBarrier | _RawLogs
+class _Issue:
+    __slots__ = ("cause", "command", "run", "subscriber")
+
+    def __init__(self, command: Command, subscriber: str, run: str | None, cause: int) -> None:
+        self.command = command
+        self.subscriber = subscriber
+        self.run = run
+        self.cause = cause
+
+
+_Op = _Subscribe | _WithBarrier | _RawLogs | _Issue
 
 
 class EventBus:
@@ -249,6 +259,9 @@ class EventBus:
             batched=batched,
         )
         self._register(subscription)
+        attach = getattr(handler, "attach", None)
+        if callable(attach):
+            attach(self)  # a subscriber that issues commands of its own accord (a socket server) keeps the bus
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -359,6 +372,20 @@ class EventBus:
         self._ingress.append(_WithBarrier(event, barrier))
         self._wake_soon()
         return barrier
+
+    def issue(self, command: Command, *, subscriber: str, run: str | None = None, cause: int = -1) -> None:
+        """Hand ``command`` to training now, as a subscriber's answer would be. Thread-safe.
+
+        For commands that answer no event (a remote client's, a UI's): it is
+        recorded as a ``CommandIssued`` event from ``subscriber`` and applied
+        by the bridge of ``run``, by default the run training now (the one that
+        began last). With no such run, it is recorded as rejected.
+        """
+        if not isinstance(command, COMMAND_TYPES):
+            raise TypeError(f"expected a command ({', '.join(t.__name__ for t in COMMAND_TYPES)}), got {command!r}")
+        if self._state == "closed":
+            raise BusClosedError(f"cannot issue {type(command).__name__}: the bus is closed")
+        self._enqueue_op(_Issue(command, subscriber, run, cause))
 
     @property
     def has_control_subscribers(self) -> bool:
@@ -630,6 +657,9 @@ class EventBus:
                 self._add(item.subscription)
             self._routes = {}
             return
+        if isinstance(item, _Issue):
+            self._issue_for(item.subscriber, item.run, item.cause, item.command)
+            return
         if isinstance(item, _RawLogs):
             event = item.event  # its logs are framework tensors: read them here, off the training thread
             force_setattr(event, "logs", floats_from(event.logs))  # type: ignore[attr-defined]
@@ -807,24 +837,21 @@ class EventBus:
             subscription.commands += 1
 
     def _issue(self, subscriber: str, cause: Event, command: Command) -> None:
+        self._issue_for(subscriber, cause.run, cause.seq, command)
+
+    def _issue_for(self, subscriber: str, run: str | None, cause: int, command: Command) -> None:
         if self._state == "closed":
             logger.warning("%s returned %r after the bus closed; not applied", subscriber, command)
             return
-        issued = self.publish_nowait(
-            CommandIssued(run=cause.run, command=command, subscriber=subscriber, cause=cause.seq)
-        )
-        sink = self._sinks.get(cause.run)
+        if run is None:
+            run = next(reversed(self._sinks), "")  # the run that began last
+        issued = self.publish_nowait(CommandIssued(run=run, command=command, subscriber=subscriber, cause=cause))
+        sink = self._sinks.get(run)
         if sink is not None:
             sink(issued.seq, command)
         else:
-            self.publish_nowait(
-                CommandRejected(
-                    run=cause.run,
-                    command=command,
-                    issued=issued.seq,
-                    reason=f"run {cause.run!r} is not training (it ended, or it is a replay)",
-                )
-            )
+            reason = f"run {run!r} is not training (it ended, or it is a replay)" if run else "no run is training"
+            self.publish_nowait(CommandRejected(run=run, command=command, issued=issued.seq, reason=reason))
 
     def _report_failure(self, subscription: Subscription, cause: Event, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

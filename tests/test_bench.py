@@ -18,7 +18,7 @@ pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
 import bench.__main__ as cli  # noqa: E402 - bench/ is on pytest's pythonpath, not installed
-from bench import event_log, fit_overhead, hook_cost, plots, report  # noqa: E402
+from bench import event_log, fit_overhead, hook_cost, plots, report, subscriber_cost  # noqa: E402
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -26,6 +26,7 @@ TINY: dict[str, dict[str, Any]] = {
     "memory": {"events": 20_000, "repeats": 1, "sample_every": 5000},
     "hook_cost": {"repeats": 2, "samples": 3, "chunk": 50, "warmup": 1},
     "fit_overhead": {"epochs": 3, "repeats": 1, "slow_epochs": 3, "slow_repeats": 1, "rows": 256},
+    "subscriber_cost": {"epochs": 10, "rows": 256, "resamples": 50},
     "throughput": {"repeats": 2, "events": 2000, "deliveries": 20_000, "warmup": 100},
     "event_log": {"repeats": 2, "events": 3000, "batch": 100, "flush_every": 1000, "bus_events": 2000},
     "scaling": {"repeats": 1, "max_subscribers": 4, "events": 2000, "deliveries": 8000, "rates": 3, "duration_s": 0.05},
@@ -172,6 +173,47 @@ def test_fit_overhead_figures(run: Run) -> None:
     for name in fit_overhead.PEERS:
         if name in ran:
             assert fit["variants"][name]["bus"] is None and fit["variants"][name]["within_budget"] is None
+
+
+def test_subscriber_cost_figures(run: Run) -> None:
+    _, results, markdown = run
+    sc = results["subscriber_cost"]
+    assert set(sc["runs"]) == {f"{s}/{m}" for s in subscriber_cost.SUBJECTS for m in subscriber_cost.MODES}
+    for v in sc["runs"].values():
+        assert v["pairs"] == (10 - 1 - subscriber_cost.SKIPPED_EPOCHS) // 2  # spans between epoch begins
+        low, high = v["ci95"]
+        assert positive(v["ratio_median"]) and positive(v["epoch_ms_median"])
+        assert low <= v["ratio_median"] <= high
+        assert isinstance(v["within_budget"], bool) and v["label"] in markdown
+    assert "A subscriber's own cost" in markdown
+
+
+def test_toggle_subscribes_in_abba_order_and_pairs_with_against_without() -> None:
+    class FakeBus:
+        def __init__(self) -> None:
+            self.live: set[int] = set()
+            self.count = 0
+
+        def subscribe(self, handler: Any, **options: Any) -> int:
+            self.count += 1
+            self.live.add(self.count)
+            return self.count
+
+        def unsubscribe(self, subscription: int) -> None:
+            self.live.remove(subscription)
+
+    bus = FakeBus()
+    toggle = subscriber_cost.Toggle(bus, "async_10ms")
+    seen = []
+    for epoch in range(12):
+        toggle.epoch_begins(epoch)
+        seen.append(bool(bus.live))
+    assert seen == [True, False, False, True] * 3
+    # Epochs with the subject take 2 s, without 1 s: every pair says 2x, whichever comes first.
+    toggle.begins = [0.0]
+    for with_subject in toggle.with_subject[:-1]:
+        toggle.begins.append(toggle.begins[-1] + (2.0 if with_subject else 1.0))
+    assert toggle.pair_ratios() == [2.0, 2.0, 2.0]
 
 
 def test_throughput_figures(run: Run) -> None:

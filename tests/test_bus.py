@@ -214,6 +214,64 @@ async def test_a_subscriber_failing_on_every_event_makes_no_feedback_loop(anyio_
     assert bus.statistics().published == 2
 
 
+def test_issue_from_any_thread_goes_to_the_run_that_began_last() -> None:
+    received: list[tuple[str, int, object]] = []
+    recorder = Recorder(kinds=[events.CommandIssued, events.CommandRejected])
+    with EventBus() as bus:
+        bus.subscribe(recorder)
+        bus.attach_run("first", lambda seq, command: received.append(("first", seq, command)))
+        bus.attach_run("second", lambda seq, command: received.append(("second", seq, command)))
+        command = SetLearningRate(learning_rate=0.5)
+        worker = threading.Thread(target=bus.issue, args=(command,), kwargs={"subscriber": "ui"})
+        worker.start()
+        worker.join()
+        bus.issue(StopTraining(), subscriber="ui", run="first", cause=7)
+    issued = [e for e in recorder.events if isinstance(e, events.CommandIssued)]
+    assert [(e.run, e.command, e.subscriber, e.cause) for e in issued] == [
+        ("second", SetLearningRate(learning_rate=0.5), "ui", -1),
+        ("first", StopTraining(), "ui", 7),
+    ]
+    assert received == [("second", issued[0].seq, issued[0].command), ("first", issued[1].seq, issued[1].command)]
+    assert not [e for e in recorder.events if isinstance(e, events.CommandRejected)]
+
+
+def test_issue_with_no_run_training_is_recorded_as_rejected() -> None:
+    recorder = Recorder(kinds=[events.CommandIssued, events.CommandRejected])
+    with EventBus() as bus:
+        bus.subscribe(recorder)
+        bus.issue(StopTraining(reason="nobody trains"), subscriber="ui")
+    issued, rejected = recorder.events
+    assert isinstance(issued, events.CommandIssued) and issued.run == "" and issued.subscriber == "ui"
+    assert isinstance(rejected, events.CommandRejected)
+    assert rejected.issued == issued.seq and rejected.reason == "no run is training"
+
+
+def test_issue_checks_its_command_and_the_bus() -> None:
+    bus = EventBus()
+    with pytest.raises(TypeError, match="expected a command"):
+        bus.issue("stop", subscriber="ui")  # type: ignore[arg-type]
+    with bus:
+        pass
+    with pytest.raises(BusClosedError, match="closed"):
+        bus.issue(StopTraining(), subscriber="ui")
+
+
+def test_a_subscriber_with_attach_is_handed_the_bus() -> None:
+    class Remote:
+        bus: object = None
+
+        def attach(self, bus: object) -> None:
+            self.bus = bus
+
+        async def __call__(self, event: events.Event) -> None:
+            pass
+
+    remote = Remote()
+    with EventBus() as bus:
+        bus.subscribe(remote)
+        assert remote.bus is bus
+
+
 async def test_commands_are_recorded_and_routed_to_their_run(anyio_backend: str) -> None:
     received: list[tuple[int, object]] = []
     recorder = Recorder(kinds=[events.CommandIssued, events.CommandRejected])

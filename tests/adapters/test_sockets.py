@@ -338,7 +338,7 @@ async def test_commands_are_refused_by_default() -> None:
         assert "does not accept commands" in client.refused_commands[0]
 
 
-async def test_allowed_commands_take_a_subscribers_path() -> None:
+async def test_allowed_commands_apply_at_once_and_are_recorded() -> None:
     with anyio.fail_after(LIMIT):
         async with serving(allow_commands=True) as (server, bus):
             applied: list[tuple[int, commands.Command]] = []
@@ -348,15 +348,26 @@ async def test_allowed_commands_take_a_subscribers_path() -> None:
             await take(client, 1)
             stop = commands.StopTraining(reason="from a client")
             await client.send(stop)
-            issued: list[events.Event] = []
-            while not issued:
-                publish_batches(bus, 1)  # the server answers with the next event it handles
-                issued = [e for e in await take(client, 1) if isinstance(e, events.CommandIssued)]
+            # No further event is published: the command reaches the bridge, and its record the client, at once.
+            (record,) = await take(client, 1)
             await client.aclose()
-        record = issued[0]
         assert isinstance(record, events.CommandIssued)
-        assert record.command == stop and record.subscriber == "SocketServer" and record.run == "r"
+        assert record.command == stop and record.run == "r" and record.cause == -1
+        assert record.subscriber.startswith("SocketServer 127.0.0.1:")
         assert applied == [(record.seq, stop)]
+
+
+async def test_a_command_with_no_run_training_is_recorded_as_rejected() -> None:
+    with anyio.fail_after(LIMIT):
+        async with serving(allow_commands=True) as (server, bus):
+            client = connect(server.url, since=-1)
+            publish_batches(bus, 1)
+            await take(client, 1)
+            await client.send(commands.SetLearningRate(learning_rate=0.1))
+            issued, rejected = await take(client, 2)
+            await client.aclose()
+        assert isinstance(issued, events.CommandIssued) and isinstance(rejected, events.CommandRejected)
+        assert rejected.issued == issued.seq and "no run is training" in rejected.reason
 
 
 # --- construction, and the thread mode ----------------------------------------------
@@ -371,7 +382,9 @@ def test_binding_beyond_loopback_needs_a_token() -> None:
     SocketServer("tcp://localhost:0")
     SocketServer("tcp://[::1]:0")
     with pytest.raises(ValueError, match="tcp://"):
-        SocketServer("ws://127.0.0.1:0")
+        SocketServer("http://127.0.0.1:0")
+    with pytest.raises(ValueError, match="no path"):
+        SocketServer("tcp://127.0.0.1:0/events")
 
 
 def test_a_thread_bus_with_a_thread_server() -> None:

@@ -1,0 +1,164 @@
+"""What one subscriber adds to ``fit``'s wall time, measured epoch by epoch.
+
+Whole fits, even paired and alternated, vary by 10-20% from one to the next
+on a shared machine; adjacent epochs of one fit vary by a few percent. So
+one long ``fit`` runs with the bus and the bridge throughout, and a callback
+first in the list subscribes the subscribers under test at some epochs'
+begin and unsubscribes them at others', in ABBA order (with, without,
+without, with, ...), so drift cancels. Each pair of adjacent epochs, one
+with and one without, gives a ratio; the figure is their median, with a
+bootstrap 95% interval. The first four epochs (the iterator's start-up, the
+first subscription) are left out.
+
+This is the subscriber's own cost, the bridge's being the same in both
+epochs of a pair; ``fit_overhead`` measures the bus and bridge against no
+callbacks at all.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from typing import Any
+
+from .common import median, running_bus
+from .fit_overhead import BUDGET_RATIO, sleepy
+from .models import digits, mlp, repeated_batches
+
+SUBJECTS: dict[str, str] = {
+    "async_10ms": "a subscriber awaiting anyio.sleep(0.01) per event",
+    "standard": "PrintLogger, EarlyStopping, LearningRateScheduler, History",
+}
+MODES = ("default", "no-sync")
+SKIPPED_EPOCHS = 4
+_PATTERN = (True, False, False, True)
+
+
+def _subscribers(subject: str) -> list[tuple[Any, dict[str, Any]]]:
+    if subject == "async_10ms":
+        return [(sleepy, {})]
+    from eventbus.subscribers import EarlyStopping, History, LearningRateScheduler, PrintLogger
+
+    return [
+        (PrintLogger(file=io.StringIO()), {}),
+        (EarlyStopping(monitor="loss", patience=10_000), {}),  # never stops: every epoch is measured
+        (LearningRateScheduler(lambda epoch, lr: lr), {}),
+        (History(), {}),
+    ]
+
+
+class Toggle:
+    """Subscribes the subjects for the epochs the pattern says, and notes when each epoch begins."""
+
+    def __init__(self, bus: Any, subject: str) -> None:
+        self.bus = bus
+        self.subject = subject
+        self.subscriptions: list[Any] = []
+        self.begins: list[float] = []
+        self.with_subject: list[bool] = []
+
+    def keras_callback(self) -> Any:
+        import keras
+
+        toggle = self
+
+        class _Toggle(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                toggle.epoch_begins(epoch)
+
+        return _Toggle()
+
+    def epoch_begins(self, epoch: int) -> None:
+        self.begins.append(time.perf_counter())
+        want = _PATTERN[epoch % 4]
+        if want and not self.subscriptions:
+            self.subscriptions = [self.bus.subscribe(h, **o) for h, o in _subscribers(self.subject)]
+        elif not want and self.subscriptions:
+            for subscription in self.subscriptions:
+                self.bus.unsubscribe(subscription)
+            self.subscriptions = []
+        self.with_subject.append(want)
+
+    def pair_ratios(self) -> list[float]:
+        """Epoch with / epoch without, for each adjacent pair after the skipped epochs."""
+        spans = [b - a for a, b in zip(self.begins, self.begins[1:], strict=False)]
+        ratios = []
+        for e in range(SKIPPED_EPOCHS, len(spans) - 1, 2):
+            first, second = spans[e], spans[e + 1]
+            ratios.append(first / second if self.with_subject[e] else second / first)
+        return ratios
+
+
+def _one_fit(subject: str, mode: str, model: Any, data: Any, steps: int, epochs: int) -> dict[str, Any]:
+    from eventbus.adapters.keras import KerasBridge
+
+    with running_bus(close_timeout=1.0) as run:
+        toggle = Toggle(run.bus, subject)
+        bridge = KerasBridge(run.bus, defer_logs=mode == "no-sync")
+        clock = toggle.keras_callback()
+        if mode == "no-sync":
+            callbacks: Any = bridge.callback_list(model, clock, epochs=epochs, steps=steps)
+        else:
+            callbacks = [clock, bridge]
+        model.fit(data, steps_per_epoch=steps, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
+    return {
+        "ratios": toggle.pair_ratios(),
+        "epoch_s": median([b - a for a, b in zip(toggle.begins, toggle.begins[1:], strict=False)]),
+    }
+
+
+def _interval(values: list[float], resamples: int, seed: int = 0) -> tuple[float, float]:
+    """A bootstrap 95% interval of the median."""
+    rng = random.Random(seed)
+    medians = sorted(median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def measure(
+    *,
+    epochs: int = 160,
+    batch_size: int = 32,
+    rows: int | None = None,
+    subjects: tuple[str, ...] = tuple(SUBJECTS),
+    modes: tuple[str, ...] = MODES,
+    resamples: int = 2000,
+) -> dict[str, Any]:
+    if epochs < SKIPPED_EPOCHS + 4:
+        raise ValueError(f"at least {SKIPPED_EPOCHS + 4} epochs: the first {SKIPPED_EPOCHS} are left out")
+    x, y = digits(rows)
+    data, steps = repeated_batches(x, y, batch_size)
+    model = mlp()
+    model.fit(data, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)  # traces the train step
+    runs: dict[str, Any] = {}
+    for subject in subjects:
+        for mode in modes:
+            outcome = _one_fit(subject, mode, model, data, steps, epochs)
+            ratios = outcome["ratios"]
+            low, high = _interval(ratios, resamples)
+            ratio = median(ratios)
+            runs[f"{subject}/{mode}"] = {
+                "subject": subject,
+                "label": SUBJECTS[subject],
+                "mode": mode,
+                "pairs": len(ratios),
+                "ratio_median": ratio,
+                "ci95": [low, high],
+                "ratio_mean": sum(ratios) / len(ratios),
+                "epoch_ms_median": outcome["epoch_s"] * 1000,
+                "within_budget": ratio <= BUDGET_RATIO,
+            }
+    return {
+        "config": {
+            "data": "sklearn.datasets.load_digits",
+            "rows": len(x),
+            "batch_size": batch_size,
+            "steps_per_epoch": steps,
+            "epochs": epochs,
+            "skipped_epochs": SKIPPED_EPOCHS,
+            "pattern": "with, without, without, with (ABBA), by epoch",
+            "resamples": resamples,
+            "budget_ratio": BUDGET_RATIO,
+        },
+        "runs": runs,
+    }
