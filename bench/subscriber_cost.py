@@ -12,14 +12,22 @@ first subscription) are left out.
 
 This is the subscriber's own cost, the bridge's being the same in both
 epochs of a pair; ``fit_overhead`` measures the bus and bridge against no
-callbacks at all.
+callbacks at all. The socket server's 64 clients stay connected throughout,
+in a process of their own at the lowest CPU priority (stand-ins for remote
+readers); only the server's subscription comes and goes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import random
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .common import median, running_bus
@@ -29,15 +37,23 @@ from .models import digits, mlp, repeated_batches
 SUBJECTS: dict[str, str] = {
     "async_10ms": "a subscriber awaiting anyio.sleep(0.01) per event",
     "standard": "PrintLogger, EarlyStopping, LearningRateScheduler, History",
+    "sockets_64": "a TCP SocketServer serving 64 clients (in another process)",
 }
+CLIENTS = 64
 MODES = ("default", "no-sync")
 SKIPPED_EPOCHS = 4
 _PATTERN = (True, False, False, True)
 
 
-def _subscribers(subject: str) -> list[tuple[Any, dict[str, Any]]]:
+def _subscribers(subject: str, server: Any = None) -> list[tuple[Any, dict[str, Any]]]:
     if subject == "async_10ms":
         return [(sleepy, {})]
+    if subject == "sockets_64":
+
+        async def fan_out(events: list[Any]) -> None:
+            await server(events)  # not the server itself: unsubscribing it would end its stream (aclose)
+
+        return [(fan_out, {"batched": True, "lossless": True, "name": "SocketServer"})]
     from eventbus.subscribers import EarlyStopping, History, LearningRateScheduler, PrintLogger
 
     return [
@@ -51,9 +67,10 @@ def _subscribers(subject: str) -> list[tuple[Any, dict[str, Any]]]:
 class Toggle:
     """Subscribes the subjects for the epochs the pattern says, and notes when each epoch begins."""
 
-    def __init__(self, bus: Any, subject: str) -> None:
+    def __init__(self, bus: Any, subject: str, server: Any = None) -> None:
         self.bus = bus
         self.subject = subject
+        self.server = server
         self.subscriptions: list[Any] = []
         self.begins: list[float] = []
         self.with_subject: list[bool] = []
@@ -73,7 +90,7 @@ class Toggle:
         self.begins.append(time.perf_counter())
         want = _PATTERN[epoch % 4]
         if want and not self.subscriptions:
-            self.subscriptions = [self.bus.subscribe(h, **o) for h, o in _subscribers(self.subject)]
+            self.subscriptions = [self.bus.subscribe(h, **o) for h, o in _subscribers(self.subject, self.server)]
         elif not want and self.subscriptions:
             for subscription in self.subscriptions:
                 self.bus.unsubscribe(subscription)
@@ -91,10 +108,22 @@ class Toggle:
 
 
 def _one_fit(subject: str, mode: str, model: Any, data: Any, steps: int, epochs: int) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        server = clients = None
+        if subject == "sockets_64":
+            server, clients = stack.enter_context(_served_clients())
+        outcome = _fit(subject, mode, model, data, steps, epochs, server)
+    if clients is not None:
+        outcome["client_bytes"] = clients.received
+        outcome["client_cpu_s"] = clients.cpu_s
+    return outcome
+
+
+def _fit(subject: str, mode: str, model: Any, data: Any, steps: int, epochs: int, server: Any) -> dict[str, Any]:
     from eventbus.adapters.keras import KerasBridge
 
     with running_bus(close_timeout=1.0) as run:
-        toggle = Toggle(run.bus, subject)
+        toggle = Toggle(run.bus, subject, server)
         bridge = KerasBridge(run.bus, defer_logs=mode == "no-sync")
         clock = toggle.keras_callback()
         if mode == "no-sync":
@@ -102,10 +131,41 @@ def _one_fit(subject: str, mode: str, model: Any, data: Any, steps: int, epochs:
         else:
             callbacks = [clock, bridge]
         model.fit(data, steps_per_epoch=steps, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
-    return {
-        "ratios": toggle.pair_ratios(),
-        "epoch_s": median([b - a for a, b in zip(toggle.begins, toggle.begins[1:], strict=False)]),
-    }
+        spans = [b - a for a, b in zip(toggle.begins, toggle.begins[1:], strict=False)]
+    return {"ratios": toggle.pair_ratios(), "epoch_s": median(spans), "fit_s": toggle.begins[-1] - toggle.begins[0]}
+
+
+class _Clients:
+    received: list[int] | None = None
+    cpu_s: float | None = None
+
+
+@contextlib.contextmanager
+def _served_clients() -> Iterator[tuple[Any, _Clients]]:
+    """A SocketServer in its own thread, and 64 raw clients in a process of their own, all connected."""
+    from eventbus.adapters.sockets import SocketServer
+
+    clients = _Clients()
+    with SocketServer("tcp://127.0.0.1:0") as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.socket_clients", str(server.port), str(CLIENTS)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        try:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "connected":
+                raise RuntimeError("the socket clients did not connect")
+            deadline = time.monotonic() + 10
+            while server.clients < CLIENTS and time.monotonic() < deadline:
+                time.sleep(0.01)
+            yield server, clients
+        finally:
+            server.__exit__(None, None, None)  # closes every connection: the clients read to the end
+            out, _ = process.communicate(timeout=30)
+            report = json.loads(out.strip().splitlines()[-1])
+            clients.received, clients.cpu_s = report["bytes"], report["cpu_s"]
 
 
 def _interval(values: list[float], resamples: int, seed: int = 0) -> tuple[float, float]:
@@ -147,6 +207,8 @@ def measure(
                 "ratio_mean": sum(ratios) / len(ratios),
                 "epoch_ms_median": outcome["epoch_s"] * 1000,
                 "within_budget": ratio <= BUDGET_RATIO,
+                "client_bytes_min": min(outcome["client_bytes"]) if "client_bytes" in outcome else None,
+                "client_cpu_share": outcome["client_cpu_s"] / outcome["fit_s"] if "client_cpu_s" in outcome else None,
             }
     return {
         "config": {

@@ -75,7 +75,7 @@ def test_writes_files_with_machine_and_command(run: Run) -> None:
 def test_budgets_table_comes_first(run: Run) -> None:
     _, results, markdown = run
     rows = results["budgets"]
-    assert len(rows) == 8
+    assert len(rows) == 9
     for row in rows:
         assert row["what"] and row["budget"] and row["measured"]
         assert row["met"] is None or isinstance(row["met"], bool)
@@ -89,12 +89,12 @@ def test_budgets_table_comes_first(run: Run) -> None:
         assert all(isinstance(r["met"], bool) for r in rows if r not in log)
     assert markdown.index("## Budgets") < markdown.index("## Machine and command") < markdown.index("## Per-hook")
     verdicts = markdown.count("| met |") + markdown.count("| **not met** |")
-    assert verdicts + markdown.count("| not measured |") == 8
+    assert verdicts + markdown.count("| not measured |") == 9
 
 
 def test_budget_rows_without_measurements() -> None:
     rows = report.budgets({})
-    assert len(rows) == 8 and all(r["met"] is None for r in rows)
+    assert len(rows) == 9 and all(r["met"] is None for r in rows)
     assert all(r["measured"].startswith("not measured") for r in rows)
 
 
@@ -185,7 +185,12 @@ def test_subscriber_cost_figures(run: Run) -> None:
         assert positive(v["ratio_median"]) and positive(v["epoch_ms_median"])
         assert low <= v["ratio_median"] <= high
         assert isinstance(v["within_budget"], bool) and v["label"] in markdown
+        if v["subject"] == "sockets_64":  # every client was served: it got bytes, and its CPU was measured
+            assert positive(v["client_bytes_min"]) and v["client_cpu_share"] >= 0
+        else:
+            assert v["client_bytes_min"] is None
     assert "A subscriber's own cost" in markdown
+    assert "64 clients" in markdown
 
 
 def test_toggle_subscribes_in_abba_order_and_pairs_with_against_without() -> None:

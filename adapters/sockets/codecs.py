@@ -29,6 +29,9 @@ class Codec(Protocol):
     def encode(self, message: msgspec.Struct) -> Any:
         """One whole frame, as one send writes it."""
 
+    def pack(self, frames: list[Any]) -> list[Any]:
+        """Frames as few sends write them."""
+
     def client_frame(self, payload: Any) -> ClientFrame:
         """Raises ``msgspec.DecodeError`` (or ``ValidationError``) for anything but a client frame."""
 
@@ -48,6 +51,9 @@ class MsgpackCodec:
         payload = self._encode(message)
         return HEADER.pack(len(payload)) + payload
 
+    def pack(self, frames: list[bytes]) -> list[bytes]:
+        return [b"".join(frames)]  # one write for the lot
+
     def client_frame(self, payload: bytes) -> ClientFrame:
         return self._client.decode(payload)
 
@@ -64,6 +70,9 @@ class JsonCodec:
 
     def encode(self, message: msgspec.Struct) -> str:
         return encode_event(message)[:-1].decode()  # type: ignore[arg-type]  # any struct encodes alike
+
+    def pack(self, frames: list[str]) -> list[str]:
+        return frames  # one message each
 
     def client_frame(self, payload: Payload) -> ClientFrame:
         return _decode(payload, self._client, ClientFrame)  # type: ignore[no-any-return]

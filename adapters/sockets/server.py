@@ -19,12 +19,12 @@ import anyio.to_thread
 import msgspec
 
 from eventbus._wakeup import threadsafe_scheduler
-from eventbus.events import Event
+from eventbus.events import BATCH_EVENTS, Event
 from eventbus.subscription import expand_kinds
 
 from .codecs import Codec, JsonCodec, MsgpackCodec
 from .connections import Connection, ConnectionLost, FrameTooLarge, TcpConnection, WebSocketConnection
-from .fanout import ClientQueue, Item
+from .fanout import ClientState, Item, Window
 from .frames import MAX_FRAME, ClientCommand, Closing, CommandRefused, End, Frame, Gap, Hello, Refused, Welcome
 from .urls import is_loopback, parse_url
 
@@ -74,6 +74,9 @@ class SocketServer:
         log: an :class:`~eventbus.log.EventLog` file to resume from when
             ``since`` is older than the window.
         handshake_timeout: seconds a new connection has to send its hello.
+        flush_interval: seconds batch events may wait to be sent, so each
+            client gets one send per interval, not one per event; any other
+            event is sent at once.
     """
 
     lossless = True
@@ -91,6 +94,7 @@ class SocketServer:
         allow_commands: bool = False,
         log: str | os.PathLike[str] | None = None,
         handshake_timeout: float = 10.0,
+        flush_interval: float = 0.25,
     ) -> None:
         self.scheme, self.host, self.requested_port = parse_url(url)
         if token is None and not is_loopback(self.host):
@@ -105,6 +109,8 @@ class SocketServer:
                 raise ValueError(f"{label} must be an integer > 0, got {value!r}")
         if not handshake_timeout > 0:
             raise ValueError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
+        if not flush_interval > 0:
+            raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
         if self.scheme == "ws":
             _require_websockets()
         self.token = token
@@ -114,12 +120,13 @@ class SocketServer:
         self.allow_commands = allow_commands
         self.log = log
         self.handshake_timeout = handshake_timeout
+        self.flush_interval = flush_interval
         self.port: int | None = None
         """The bound port (once started)."""
         self.codec: Codec = JsonCodec() if self.scheme == "ws" else MsgpackCodec()
-        self._held: deque[Item] = deque(maxlen=window)
+        self._window = Window(window)
         self._next_seq: int | None = None
-        self._clients: set[ClientQueue] = set()
+        self._clients: set[ClientState] = set()
         self._bus: Any = None
         self._commands: deque[tuple[ClientCommand, str]] = deque()  # before the bus is known
         self._inbox: deque[Sequence[Event]] = deque()
@@ -170,7 +177,18 @@ class SocketServer:
         await self._task_group.__aenter__()
         if self._listener is not None:
             self._task_group.start_soon(self._listener.serve, self._serve_tcp)
+        self._task_group.start_soon(self._flush_periodically)
         return self
+
+    async def _flush_periodically(self) -> None:
+        window = self._window
+        while True:
+            await anyio.sleep(self.flush_interval)
+            self._drain_inbox()
+            for client in list(self._clients):
+                client.check(window)
+                if client.pending or window.after(client.cursor) < window.end:
+                    client.ready.set()
 
     async def _listen_websocket(self) -> None:
         import sniffio
@@ -214,6 +232,8 @@ class SocketServer:
             self._websocket_server.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
                 await self._websocket_server.wait_closed()
+            for connection in list(self._websocket_server.connections):
+                connection.transport.abort()
         self._schedule_drain = _nothing
         self._loop_thread = None
 
@@ -261,7 +281,8 @@ class SocketServer:
             raise RuntimeError("the SocketServer is not running: enter `async with server:` (or `with server:`) first")
         else:
             self._inbox.append(events)
-            self._schedule_drain()
+            if any(type(event) not in BATCH_EVENTS for event in events):
+                self._schedule_drain()  # at once; batch events wait for the next flush, with no wake-up
 
     async def aclose(self) -> None:
         """The bus closed: send clients what is queued for them, then ``End``."""
@@ -285,18 +306,20 @@ class SocketServer:
                 self._end()
 
     def _ingest(self, events: Sequence[Event]) -> None:
-        held = self._held
-        clients = self._clients
+        """Encode each event once, hold it once; wake writers for anything but batch events."""
+        window = self._window
         encode = self.codec.encode
+        urgent = False
         for event in events:
-            item: Item = (event.seq, type(event), encode(event))
-            held.append(item)
-            for client in clients:
-                client.offer(item)
+            kind = type(event)
+            window.append((event.seq, kind, encode(event)))
+            urgent = urgent or kind not in BATCH_EVENTS
         if events:
             self._next_seq = events[-1].seq + 1
-        for client in [c for c in clients if c.kicked is not None]:
-            clients.discard(client)
+        if urgent:
+            for client in list(self._clients):
+                client.check(window)
+                client.ready.set()
 
     def _end(self) -> None:
         self._ended.set()
@@ -324,7 +347,12 @@ class SocketServer:
 
     async def _serve_websocket(self, websocket: Any) -> None:
         host, port = websocket.remote_address[:2]
-        await self._serve(WebSocketConnection(websocket), f"{host}:{port}")
+        try:
+            await self._serve(WebSocketConnection(websocket), f"{host}:{port}")
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                await websocket.close()
+            websocket.transport.abort()  # a peer that never answered the close: no socket left behind
 
     async def _serve(self, connection: Connection, peer: str) -> None:
         """One client, on any transport: the hello, the backlog, then the live stream."""
@@ -383,53 +411,67 @@ class SocketServer:
             )
         return None
 
-    async def _admit(self, hello: Hello) -> ClientQueue | str:
-        """Queue the welcome and the backlog, and join the live fan-out, with no await
-        between the backlog's last event and the first live one: no gap, no duplicate."""
+    async def _admit(self, hello: Hello) -> ClientState | str:
+        """Queue the welcome and what the log holds of the backlog, and set the
+        cursor: the window serves the rest, then the live stream, with no
+        await in between: no gap, no duplicate."""
         since = hello.since
+        window = self._window
         from_log: list[Item] = []
-        if since is not None and self.log is not None:
-            first_held = self._held[0][0] if self._held else self._next_seq
-            if first_held is None or since + 1 < first_held:
-                try:
-                    from_log = await anyio.to_thread.run_sync(_read_log, self.log, since, self.codec)
-                except Exception as exc:  # an unreadable log is the client's loss, not the server's
-                    return f"cannot read the event log: {exc}"
+        first_held = window.first_seq if len(window) else self._next_seq
+        if since is not None and self.log is not None and (first_held is None or since + 1 < first_held):
+            try:
+                from_log = await anyio.to_thread.run_sync(_read_log, self.log, since, self.codec)
+            except Exception as exc:  # an unreadable log is the client's loss, not the server's
+                return f"cannot read the event log: {exc}"
+            first_held = window.first_seq if len(window) else self._next_seq  # the window moved meanwhile
         encode = self.codec.encode
-        client = ClientQueue(
-            expand_kinds(hello.kinds), self.client_buffer, [encode(Welcome(next=self._next_seq))], encode
-        )
+        types = expand_kinds(hello.kinds)
+        cursor = since if since is not None else (None if self._next_seq is None else self._next_seq - 1)
+        client = ClientState(types, self.client_buffer, cursor, encode)
+        client.pending.append(encode(Welcome(next=self._next_seq)))
         if since is not None:
-            client.last = since
-            first_held = self._held[0][0] if self._held else None
-            for item in from_log:
-                if first_held is not None and item[0] >= first_held:
+            last = since
+            for seq, kind, frame in from_log:
+                if first_held is not None and seq >= first_held:
                     break
-                client.offer(item, backlog=True)
-            for item in self._held:
-                client.offer(item, backlog=True)
-            if self._next_seq is not None and client.last is not None and client.last + 1 < self._next_seq:
-                client.notify(encode(Gap(after=client.last, first=self._next_seq)))
-                client.last = self._next_seq - 1
+                if seq > last + 1:
+                    client.pending.append(encode(Gap(after=last, first=seq)))
+                last = seq
+                if types is None or kind in types:
+                    client.pending.append(frame)
+            if len(window) and window.last_evicted is not None and last < window.last_evicted:
+                first = window.first_seq
+                assert first is not None
+                client.pending.append(encode(Gap(after=last, first=first)))  # gone from the window too
+                last = first - 1
+            elif not len(window) and self._next_seq is not None and last + 1 < self._next_seq:
+                client.pending.append(encode(Gap(after=last, first=self._next_seq)))
+                last = self._next_seq - 1
+            client.cursor = last
         if self._ended.is_set():
             client.end()
         self._clients.add(client)
+        client.ready.set()
         return client
 
-    async def _write(self, connection: Connection, client: ClientQueue, scope: anyio.CancelScope) -> None:
+    async def _write(self, connection: Connection, client: ClientState, scope: anyio.CancelScope) -> None:
         encode = self.codec.encode
+        pack = self.codec.pack
+        window = self._window
         try:
             while True:
                 if client.kicked is not None:
                     with anyio.move_on_after(0.5):
                         await connection.send([encode(Closing(reason=client.kicked))])
                     return
-                frames = client.take()
+                frames = client.take(window, pack)
                 if frames:
                     with client.sending:
                         await connection.send(frames)
                     if client.sending.cancelled_caught:
                         return  # cut mid-frame: close without a word, the client resumes
+                    client.sent()
                     client.sending = anyio.CancelScope()
                     continue
                 if client.ended:
@@ -437,8 +479,7 @@ class SocketServer:
                         await connection.send([encode(End())])
                     return
                 client.ready = anyio.Event()
-                if client.idle and client.kicked is None and not client.ended and not client.dropped:
-                    await client.ready.wait()
+                await client.ready.wait()  # the next flush, an urgent event, a notice, the end
         except ConnectionLost:
             pass
         finally:
@@ -446,7 +487,7 @@ class SocketServer:
             self._clients.discard(client)
             scope.cancel()
 
-    async def _read(self, connection: Connection, client: ClientQueue, peer: str) -> None:
+    async def _read(self, connection: Connection, client: ClientState, peer: str) -> None:
         """Read the client's frames (commands) until it leaves or sends a bad one."""
         while True:
             try:
