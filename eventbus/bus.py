@@ -845,13 +845,21 @@ class EventBus:
             return
         if run is None:
             run = next(reversed(self._sinks), "")  # the run that began last
-        issued = self.publish_nowait(CommandIssued(run=run, command=command, subscriber=subscriber, cause=cause))
+        issued = self._record(CommandIssued(run=run, command=command, subscriber=subscriber, cause=cause))
         sink = self._sinks.get(run)
         if sink is not None:
             sink(issued.seq, command)
         else:
             reason = f"run {run!r} is not training (it ended, or it is a replay)" if run else "no run is training"
-            self.publish_nowait(CommandRejected(run=run, command=command, issued=issued.seq, reason=reason))
+            self._record(CommandRejected(run=run, command=command, issued=issued.seq, reason=reason))
+
+    def _record(self, event: Event) -> Event:
+        """Stamp and route an event the loop makes itself, now: unlike an in-loop
+        publish, without first taking in what waits in the ingress, so commands
+        reach their sinks in the order they were issued."""
+        force_setattr(event, "time", _now())
+        self._take_in(event)
+        return event
 
     def _report_failure(self, subscription: Subscription, cause: Event, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

@@ -30,6 +30,9 @@ from .urls import is_loopback, parse_url
 
 __all__ = ["EVENTS_PATH", "SocketServer"]
 
+_OPEN_TIMEOUT = 2.0
+"""Seconds a WebSocket or HTTP request has to arrive once its connection is open."""
+
 EVENTS_PATH = "/events"
 """Where a WebSocket server takes event connections; ``/`` serves the live page."""
 
@@ -207,6 +210,8 @@ class SocketServer:
             max_size=self.max_frame,
             process_request=_http_page,
             compression=None,
+            # A browser's speculative connection may never send its request: cut it before closing gives up.
+            open_timeout=_OPEN_TIMEOUT,
         )
         self.port = self._websocket_server.sockets[0].getsockname()[1]
 
@@ -230,9 +235,10 @@ class SocketServer:
             await self._listener.aclose()
         if self._websocket_server is not None:
             self._websocket_server.close()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_OPEN_TIMEOUT + 1.0):
                 await self._websocket_server.wait_closed()
-            for connection in list(self._websocket_server.connections):
+            # Connections past the timeout, open or not (a browser's idle HTTP keep-alive): cut.
+            for connection in list(getattr(self._websocket_server, "all_connections", ())):
                 connection.transport.abort()
         self._schedule_drain = _nothing
         self._loop_thread = None
@@ -521,9 +527,13 @@ class SocketServer:
 
 
 def _read_log(path: str | os.PathLike[str], since: int, codec: Codec) -> list[Item]:
-    """The log's events after ``since``, encoded as frames (in a worker thread)."""
+    """The log's events after ``since``, encoded as frames (in a worker thread).
+
+    A log not written yet holds nothing: its writer starts with the first event."""
     from eventbus.log import EventLog
 
+    if not os.path.exists(path):
+        return []
     return [(event.seq, type(event), codec.encode(event)) for event in EventLog.read(path) if event.seq > since]
 
 

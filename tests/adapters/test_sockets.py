@@ -175,6 +175,23 @@ async def test_since_older_than_the_window_is_a_gap_never_skipped_silently() -> 
             assert [(g.after, g.first) for g in skipping.gaps] == [(5, 40)]
 
 
+async def test_a_log_not_written_yet_holds_nothing(tmp_path: Path) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serving(log=tmp_path / "run.log") as (server, bus):
+            client = connect(server.url, since=-1)  # before the first event: the log file does not exist yet
+            async with anyio.create_task_group() as tg:
+
+                async def read() -> None:
+                    got = await take(client, 3)
+                    assert [e.seq for e in got] == [0, 1, 2]
+
+                tg.start_soon(read)
+                while server.clients == 0:
+                    await anyio.sleep(0.005)
+                publish_batches(bus, 3)
+            await client.aclose()
+
+
 async def test_since_ahead_of_the_stream_is_refused() -> None:
     with anyio.fail_after(LIMIT):
         async with serving() as (server, bus):
