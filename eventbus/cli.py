@@ -73,14 +73,14 @@ def _parser() -> argparse.ArgumentParser:
         "followed until it ends (the bus closed) or Ctrl-C; reconnections resume where they left off, "
         "and events the server no longer holds are reported on stderr.",
     )
-    tail.add_argument("log", metavar="LOG|URL", help="an event log, or tcp://host:port of a SocketServer")
+    tail.add_argument("log", metavar="LOG|URL", help="an event log, or tcp://host:port (or ws://host:port) of a SocketServer")
     tail.add_argument(
         "-f", "--follow", action="store_true", help="keep printing events as they are appended (implied for a URL)"
     )
     tail.add_argument(
         "-n", "--lines", type=int, default=None, help="only the last N events (before following); logs only"
     )
-    server = tail.add_argument_group("following a server (tcp://host:port)")
+    server = tail.add_argument_group("following a server (tcp:// or ws://host:port)")
     server.add_argument(
         "--since",
         type=int,
@@ -180,11 +180,11 @@ def _tail(args: argparse.Namespace) -> int:
 
     from .log import EventLog
 
-    if args.log.startswith("tcp://"):
+    if args.log.startswith(("tcp://", "ws://")):
         return _tail_server(args)
     given = [f"--{name.replace('_', '-')}" for name in _SERVER_OPTIONS if getattr(args, name) is not None]
     if given:
-        raise _UsageError(f"{', '.join(given)}: only for following a server (tcp://host:port), not a log file")
+        raise _UsageError(f"{', '.join(given)}: only for following a server (tcp:// or ws://), not a log file")
     reader = EventLog.read(args.log)
     if args.follow:
         events = reader.follow()

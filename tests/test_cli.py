@@ -157,18 +157,21 @@ def test_plot_says_how_to_install_matplotlib(
 
 
 @contextmanager
-def serving(log: Path | None = None, **options: Any) -> Iterator[tuple[SocketServer, EventBus]]:
+def serving(log: Path | None = None, scheme: str = "tcp", **options: Any) -> Iterator[tuple[SocketServer, EventBus]]:
     """A thread-mode bus serving its events on a loopback port (and logging them to ``log``)."""
-    with SocketServer("tcp://127.0.0.1:0", **options) as server, EventBus() as bus:
+    with SocketServer(f"{scheme}://127.0.0.1:0", **options) as server, EventBus() as bus:
         if log is not None:
             bus.subscribe(EventLog(log))
         bus.subscribe(server)
         yield server, bus
 
 
-def test_tail_follows_an_event_server_as_it_prints_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("scheme", ["tcp", "ws"])
+def test_tail_follows_an_event_server_as_it_prints_a_log(
+    scheme: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "run.log"
-    with ThreadPoolExecutor(1) as pool, serving(path) as (server, bus):
+    with ThreadPoolExecutor(1) as pool, serving(path, scheme) as (server, bus):
         url = server.url
         # From the start (--since -1), whether it connects before, during or after the run.
         tailing = pool.submit(cli.main, ["tail", url, "--since", "-1", "-f"])
