@@ -73,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         "followed until it ends (the bus closed) or Ctrl-C; reconnections resume where they left off, "
         "and events the server no longer holds are reported on stderr.",
     )
-    tail.add_argument("log", metavar="LOG|URL", help="an event log, or tcp://host:port (or ws://host:port) of a SocketServer")
+    tail.add_argument(
+        "log", metavar="LOG|URL", help="an event log, or tcp://host:port (or ws://host:port) of a SocketServer"
+    )
     tail.add_argument(
         "-f", "--follow", action="store_true", help="keep printing events as they are appended (implied for a URL)"
     )

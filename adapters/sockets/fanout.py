@@ -38,6 +38,8 @@ class Window:
         self._base = 0  # the first index still held
         self.last_evicted: int | None = None
         """The seq of the last event that fell out of the window."""
+        self.first_ever: int | None = None
+        """The seq of the first event ever held."""
         self._shared: tuple[int, int, list[Any]] | None = None
 
     def __len__(self) -> int:
@@ -52,6 +54,8 @@ class Window:
         return len(self._items)
 
     def append(self, item: Item) -> None:
+        if self.first_ever is None:
+            self.first_ever = item[0]
         self._items.append(item)
         self._seqs.append(item[0])
         self._others.append(self._others[-1] + (item[1] not in BATCH_EVENTS))
@@ -138,6 +142,7 @@ class ClientState:
         non-batch events wait for it (batch events are dropped instead)."""
         if self.kicked is not None:
             return
+        self._settle(window)
         if self.cursor is not None and window.last_evicted is not None and self.cursor < window.last_evicted:
             self.kick(f"too slow: fell behind the {window.size} events the server holds")
             return
@@ -156,6 +161,7 @@ class ClientState:
         The cursor moves on at :meth:`sent`: events in a stuck send still wait."""
         out: list[Any] = list(self.pending)
         self.pending.clear()
+        self._settle(window)
         i, j = window.after(self.cursor), window.end
         if i == j:
             return out
@@ -171,6 +177,12 @@ class ClientState:
 
     def sent(self) -> None:
         self.cursor = self.taken
+
+    def _settle(self, window: Window) -> None:
+        """A client that joined before any event starts before the first one ever
+        held: if that fell out of the window meanwhile, the client is told."""
+        if self.cursor is None and window.first_ever is not None:
+            self.cursor = self.taken = window.first_ever - 1
 
     def _selected(self, items: list[Item], batches: int) -> list[Any]:
         """The slow path: a kinds filter, drops, or holes in the window."""

@@ -4,6 +4,7 @@ served, and commands refused unless allowed."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -323,6 +324,39 @@ async def test_a_client_that_never_reads_is_dropped_without_slowing_the_bus() ->
                 await anyio.sleep(0.01)
             assert bus.statistics()["SocketServer"].buffered == 0
             stuck.close()
+
+
+async def test_a_client_that_falls_out_of_the_window_is_told_never_skipped() -> None:
+    with anyio.fail_after(LIMIT):
+        async with serving(window=10, client_buffer=100_000) as (server, bus):
+            assert server.port is not None
+            stuck = socket.socket()  # joins before any event, then never reads
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.connect(("127.0.0.1", server.port))
+            stuck.sendall(frame({"kind": "hello", "since": None}))
+            while server.clients == 0:
+                await anyio.sleep(0.005)
+            big = {f"metric_{i}": float(i) for i in range(200)}
+            for batch in range(400):  # batch events only: past the window, not past the buffer
+                bus.publish_nowait(events.TrainBatchEnd(run="r", batch=batch, logs=big))
+            while server.clients:
+                await anyio.sleep(0.01)
+            stuck.setblocking(False)
+            received = bytearray()
+            with contextlib.suppress(BlockingIOError):
+                while chunk := stuck.recv(1 << 20):
+                    received += chunk
+            stuck.close()
+        messages = []
+        while len(received) >= 4 and len(received) >= 4 + struct.unpack(">I", received[:4])[0]:
+            (length,) = struct.unpack(">I", received[:4])
+            messages.append(msgspec.msgpack.decode(bytes(received[4 : 4 + length])))
+            del received[: 4 + length]
+        # Cut off (with the reason, unless cut mid-send), and never an event past a silent hole.
+        seqs = [m["seq"] for m in messages if m["kind"] == "train_batch_end"]
+        assert seqs == list(range(len(seqs)))
+        closing = [m for m in messages if m["kind"] == "closing"]
+        assert all("fell behind the 10 events the server holds" in m["reason"] for m in closing)
 
 
 async def test_a_client_that_never_says_hello_is_refused_after_the_timeout() -> None:
