@@ -20,6 +20,7 @@ import msgspec
 
 from eventbus._wakeup import threadsafe_scheduler
 from eventbus.events import BATCH_EVENTS, Event
+from eventbus.exceptions import BusClosedError
 from eventbus.subscription import expand_kinds
 
 from .codecs import Codec, JsonCodec, MsgpackCodec
@@ -333,8 +334,6 @@ class SocketServer:
             client.end()
 
     def _issue(self, frame: ClientCommand, peer: str) -> None:
-        from eventbus.exceptions import BusClosedError
-
         try:
             self._bus.issue(frame.command, subscriber=f"{self.name} {peer}")
         except BusClosedError:
