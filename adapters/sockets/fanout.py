@@ -3,9 +3,8 @@
 An event is encoded once and appended once, whatever the number of clients:
 the bus's batches cost the server O(events), not O(events x clients). Each
 client's writer takes what lies past its cursor when it is due: at the
-server's periodic flush (batch events), at once for any other event, a
-notice, or the end. Clients that read the whole stream share one encoded
-slice per flush.
+server's periodic flush, or at once for a notice or the end. Clients that
+read the whole stream share one encoded slice per flush.
 """
 
 from __future__ import annotations
@@ -121,6 +120,8 @@ class ClientState:
         self.ready = anyio.Event()
         self.done = anyio.Event()
         self.sending = anyio.CancelScope()  # cancelled to unblock a send to a stuck client
+        self.parked = False
+        """Its writer waits for work: a flush may write for it, with no wake-up."""
 
     def notify(self, frame: Any) -> None:
         self.pending.append(frame)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import socket
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -19,12 +20,12 @@ import anyio.to_thread
 import msgspec
 
 from eventbus._wakeup import threadsafe_scheduler
-from eventbus.events import BATCH_EVENTS, Event
+from eventbus.events import Event
 from eventbus.exceptions import BusClosedError
 from eventbus.subscription import expand_kinds
 
 from .codecs import Codec, JsonCodec, MsgpackCodec
-from .connections import Connection, ConnectionLost, FrameTooLarge, TcpConnection, WebSocketConnection
+from .connections import Connection, ConnectionLost, FrameTooLarge, SocketConnection, WebSocketConnection
 from .fanout import ClientState, Item, Window
 from .frames import MAX_FRAME, ClientCommand, Closing, CommandRefused, End, Frame, Gap, Hello, Refused, Welcome
 from .urls import is_loopback, parse_url
@@ -78,9 +79,11 @@ class SocketServer:
         log: an :class:`~eventbus.log.EventLog` file to resume from when
             ``since`` is older than the window.
         handshake_timeout: seconds a new connection has to send its hello.
-        flush_interval: seconds batch events may wait to be sent, so each
-            client gets one send per interval, not one per event; any other
-            event is sent at once.
+        flush_interval: seconds an event may wait to be sent: each client
+            gets one send per interval, however many events (and epochs)
+            it holds, so a client costs training the same whether epochs
+            take a minute or a millisecond. Notices, and the end of the
+            stream, go at once.
     """
 
     lossless = True
@@ -138,7 +141,8 @@ class SocketServer:
         self._schedule_drain = _nothing
         self._ended = threading.Event()
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
+        self._listening: list[socket.socket] = []
+        self._direct: dict[ClientState, SocketConnection] = {}  # clients a flush writes to itself
         self._websocket_server: Any = None
         self._managers: (
             tuple[AbstractContextManager[anyio.from_thread.BlockingPortal], AbstractContextManager[SocketServer]] | None
@@ -172,27 +176,45 @@ class SocketServer:
         if self.scheme == "ws":
             await self._listen_websocket()
         else:
-            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.requested_port)
-            self._listener = listener
-            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            self._listening = await _listen_tcp(self.host, self.requested_port)
+            self.port = self._listening[0].getsockname()[1]
         self._loop_thread = threading.get_ident()
         self._schedule_drain = threadsafe_scheduler(self._drain_inbox)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        if self._listener is not None:
-            self._task_group.start_soon(self._listener.serve, self._serve_tcp)
+        for listening in self._listening:
+            self._task_group.start_soon(self._accept, listening)
         self._task_group.start_soon(self._flush_periodically)
         return self
 
     async def _flush_periodically(self) -> None:
-        window = self._window
         while True:
             await anyio.sleep(self.flush_interval)
-            self._drain_inbox()
-            for client in list(self._clients):
-                client.check(window)
-                if client.pending or window.after(client.cursor) < window.end:
-                    client.ready.set()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send each client what it holds: in this pass for TCP clients whose writer
+        is idle (one ``send`` each, no task switch), else by waking its writer."""
+        self._drain_inbox()
+        window = self._window
+        pack = self.codec.pack
+        for client in list(self._clients):
+            client.check(window)
+            direct = self._direct.get(client)
+            if direct is not None and client.parked and client.kicked is None and not client.ended:
+                frames = client.take(window, pack)
+                if not frames:
+                    continue
+                try:
+                    if direct.write_now(frames):
+                        client.sent()
+                        continue
+                except ConnectionLost as exc:
+                    client.kick(f"the connection failed: {exc}")
+                    continue
+                client.ready.set()  # a full socket buffer: the writer sends the rest, then moves the cursor
+            elif client.pending or window.after(client.cursor) < window.end:
+                client.ready.set()
 
     async def _listen_websocket(self) -> None:
         import sniffio
@@ -232,8 +254,9 @@ class SocketServer:
                 await anyio.sleep(0.01)
         task_group.cancel_scope.cancel()
         await task_group.__aexit__(None, None, None)
-        if self._listener is not None:
-            await self._listener.aclose()
+        for listening in self._listening:
+            listening.close()
+        self._listening = []
         if self._websocket_server is not None:
             self._websocket_server.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(_OPEN_TIMEOUT + 1.0):
@@ -287,9 +310,7 @@ class SocketServer:
         elif self._loop_thread is None:
             raise RuntimeError("the SocketServer is not running: enter `async with server:` (or `with server:`) first")
         else:
-            self._inbox.append(events)
-            if any(type(event) not in BATCH_EVENTS for event in events):
-                self._schedule_drain()  # at once; batch events wait for the next flush, with no wake-up
+            self._inbox.append(events)  # no wake-up: the next flush takes it
 
     async def aclose(self) -> None:
         """The bus closed: send clients what is queued for them, then ``End``."""
@@ -313,20 +334,13 @@ class SocketServer:
                 self._end()
 
     def _ingest(self, events: Sequence[Event]) -> None:
-        """Encode each event once, hold it once; wake writers for anything but batch events."""
+        """Encode each event once and hold it once, for the next flush."""
         window = self._window
         encode = self.codec.encode
-        urgent = False
         for event in events:
-            kind = type(event)
-            window.append((event.seq, kind, encode(event)))
-            urgent = urgent or kind not in BATCH_EVENTS
+            window.append((event.seq, type(event), encode(event)))
         if events:
             self._next_seq = events[-1].seq + 1
-        if urgent:
-            for client in list(self._clients):
-                client.check(window)
-                client.ready.set()
 
     def _end(self) -> None:
         self._ended.set()
@@ -341,14 +355,23 @@ class SocketServer:
 
     # --- connections --------------------------------------------------------
 
-    async def _serve_tcp(self, stream: anyio.abc.SocketStream) -> None:
-        async with stream:
+    async def _accept(self, listening: socket.socket) -> None:
+        assert self._task_group is not None
+        while True:
+            await anyio.wait_readable(listening)
             try:
-                address = stream.extra(anyio.abc.SocketAttribute.remote_address)
-            except (anyio.TypedAttributeLookupError, OSError):
-                address = "?"
+                sock, address = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError:  # out of file descriptors, say: the clients already served go on
+                await anyio.sleep(0.1)
+                continue
+            self._task_group.start_soon(self._serve_tcp, sock, address)
+
+    async def _serve_tcp(self, sock: socket.socket, address: Any) -> None:
+        with sock:
             peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
-            await self._serve(TcpConnection(stream, self.max_frame), peer)
+            await self._serve(SocketConnection(sock, self.max_frame), peer)
 
     async def _serve_websocket(self, websocket: Any) -> None:
         host, port = websocket.remote_address[:2]
@@ -386,6 +409,8 @@ class SocketServer:
         if isinstance(client, str):
             await self._say(connection, Refused(reason=client))
             return
+        if isinstance(connection, SocketConnection):
+            self._direct[client] = connection
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._write, connection, client, tg.cancel_scope)
@@ -395,6 +420,7 @@ class SocketServer:
                 tg.cancel_scope.cancel()
         finally:
             self._clients.discard(client)
+            self._direct.pop(client, None)
             client.done.set()
 
     def _check_hello(self, hello: Hello) -> str | None:
@@ -464,12 +490,22 @@ class SocketServer:
         encode = self.codec.encode
         pack = self.codec.pack
         window = self._window
+        direct = connection if isinstance(connection, SocketConnection) else None
         try:
             while True:
                 if client.kicked is not None:
-                    with anyio.move_on_after(0.5):
-                        await connection.send([encode(Closing(reason=client.kicked))])
+                    if direct is None or not direct.unsent:  # never after half a frame
+                        with anyio.move_on_after(0.5):
+                            await connection.send([encode(Closing(reason=client.kicked))])
                     return
+                if direct is not None and direct.unsent:  # the rest of a flush's write
+                    with client.sending:
+                        await direct.drain()
+                    if client.sending.cancelled_caught:
+                        return
+                    client.sent()
+                    client.sending = anyio.CancelScope()
+                    continue
                 frames = client.take(window, pack)
                 if frames:
                     with client.sending:
@@ -484,7 +520,11 @@ class SocketServer:
                         await connection.send([encode(End())])
                     return
                 client.ready = anyio.Event()
-                await client.ready.wait()  # the next flush, an urgent event, a notice, the end
+                client.parked = True
+                try:
+                    await client.ready.wait()  # the next flush, a notice, the end
+                finally:
+                    client.parked = False
         except ConnectionLost:
             pass
         finally:
@@ -523,6 +563,23 @@ class SocketServer:
                 await connection.send([self.codec.encode(frame)])
             except ConnectionLost:
                 pass
+
+
+async def _listen_tcp(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (both of ``localhost``), on one port."""
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    listening: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in dict.fromkeys(infos):
+            sock = socket.create_server((address[0], port, *address[2:]), family=family)
+            listening.append(sock)
+            sock.setblocking(False)
+            port = port or sock.getsockname()[1]  # port 0: the rest bind the port the first got
+    except BaseException:
+        for sock in listening:
+            sock.close()
+        raise
+    return listening
 
 
 def _read_log(path: str | os.PathLike[str], since: int, codec: Codec) -> list[Item]:

@@ -122,6 +122,35 @@ async def test_the_stream_ends_when_the_bus_closes() -> None:
         assert [e.seq for e in got] == list(range(11))
 
 
+async def test_every_event_waits_for_the_flush_so_short_epochs_cost_one_send_per_interval() -> None:
+    with anyio.fail_after(LIMIT):
+        async with SocketServer("tcp://127.0.0.1:0", flush_interval=3600) as server:
+            async with EventBus(latency=0.001) as bus:
+                bus.subscribe(server)
+                client = connect(server.url, since=None)
+                got: list[events.Event] = []
+
+                async def read() -> None:
+                    async for event in client:
+                        got.append(event)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read)
+                    while server.clients == 0:
+                        await anyio.sleep(0.005)
+                    for epoch in range(3):
+                        bus.publish_nowait(events.EpochBegin(run="r", epoch=epoch))
+                        bus.publish_nowait(events.EpochEnd(run="r", epoch=epoch))
+                    while bus.statistics()["SocketServer"].delivered < 6:
+                        await anyio.sleep(0.005)
+                    await anyio.sleep(0.2)
+                    assert got == []  # held for the flush, not sent one epoch at a time
+                    await bus.aclose()  # the end: everything held goes out, then the stream ends
+        assert [(type(e), e.epoch) for e in got] == [  # type: ignore[attr-defined]
+            (kind, epoch) for epoch in range(3) for kind in (events.EpochBegin, events.EpochEnd)
+        ]
+
+
 async def test_kinds_filter_and_live_only() -> None:
     with anyio.fail_after(LIMIT):
         async with serving() as (server, bus):
