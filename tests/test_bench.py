@@ -26,7 +26,7 @@ TINY: dict[str, dict[str, Any]] = {
     "memory": {"events": 20_000, "repeats": 1, "sample_every": 5000},
     "hook_cost": {"repeats": 2, "samples": 3, "chunk": 50, "warmup": 1},
     "fit_overhead": {"epochs": 3, "repeats": 1, "slow_epochs": 3, "slow_repeats": 1, "rows": 256},
-    "subscriber_cost": {"epochs": 10, "rows": 256, "resamples": 50},
+    "subscriber_cost": {"pairs": 3, "block_pairs": 1, "rows": 256, "resamples": 50},
     "throughput": {"repeats": 2, "events": 2000, "deliveries": 20_000, "warmup": 100},
     "event_log": {"repeats": 2, "events": 3000, "batch": 100, "flush_every": 1000, "bus_events": 2000},
     "scaling": {"repeats": 1, "max_subscribers": 4, "events": 2000, "deliveries": 8000, "rates": 3, "duration_s": 0.05},
@@ -180,7 +180,16 @@ def test_subscriber_cost_figures(run: Run) -> None:
     sc = results["subscriber_cost"]
     assert set(sc["runs"]) == {f"{s}/{m}" for s in subscriber_cost.SUBJECTS for m in subscriber_cost.MODES}
     for v in sc["runs"].values():
-        assert v["pairs"] == (10 - 1 - subscriber_cost.SKIPPED_EPOCHS) // 2  # spans between epoch begins
+        lagged = subscriber_cost.SUBJECTS[v["subject"]].lag_s > 0
+        assert v["pairs"] == (1 if lagged else 3)
+        if lagged:  # blocks twice as long as the lag, the first half left out
+            assert v["block_epochs"] == 2 * v["washout_epochs"]
+            assert (
+                v["washout_epochs"] * v["epoch_ms_median"] / 1000 >= 0.5 * subscriber_cost.SUBJECTS[v["subject"]].lag_s
+            )
+        else:
+            assert (v["block_epochs"], v["washout_epochs"]) == (1, 0)
+        assert v["epochs"] >= subscriber_cost.SKIPPED_EPOCHS + 2 * v["pairs"] * v["block_epochs"]
         low, high = v["ci95"]
         assert positive(v["ratio_median"]) and positive(v["epoch_ms_median"])
         assert low <= v["ratio_median"] <= high
@@ -193,32 +202,64 @@ def test_subscriber_cost_figures(run: Run) -> None:
     assert "64 clients" in markdown
 
 
+class FakeBus:
+    def __init__(self) -> None:
+        self.live: set[int] = set()
+        self.count = 0
+
+    def subscribe(self, handler: Any, **options: Any) -> int:
+        self.count += 1
+        self.live.add(self.count)
+        return self.count
+
+    def unsubscribe(self, subscription: int) -> None:
+        self.live.remove(subscription)
+
+
 def test_toggle_subscribes_in_abba_order_and_pairs_with_against_without() -> None:
-    class FakeBus:
-        def __init__(self) -> None:
-            self.live: set[int] = set()
-            self.count = 0
-
-        def subscribe(self, handler: Any, **options: Any) -> int:
-            self.count += 1
-            self.live.add(self.count)
-            return self.count
-
-        def unsubscribe(self, subscription: int) -> None:
-            self.live.remove(subscription)
-
     bus = FakeBus()
-    toggle = subscriber_cost.Toggle(bus, "async_10ms")
+    toggle = subscriber_cost.Toggle(bus, "async_10ms", pairs=3)
     seen = []
-    for epoch in range(12):
+    for epoch in range(11):
+        assert not toggle.done
         toggle.epoch_begins(epoch)
         seen.append(bool(bus.live))
-    assert seen == [True, False, False, True] * 3
+    assert seen == ([True, False, False, True] * 3)[:11]
+    assert toggle.done  # epochs 4 to 9 hold the 3 pairs; epoch 10's begin ends the last
     # Epochs with the subject take 2 s, without 1 s: every pair says 2x, whichever comes first.
     toggle.begins = [0.0]
     for with_subject in toggle.with_subject[:-1]:
         toggle.begins.append(toggle.begins[-1] + (2.0 if with_subject else 1.0))
     assert toggle.pair_ratios() == [2.0, 2.0, 2.0]
+
+
+def test_a_lagging_subject_is_toggled_in_blocks_and_its_cost_counted_where_it_is_paid() -> None:
+    """The socket server pays for an epoch's events up to a flush interval later.
+    Here its cost lands two epochs late: toggled epoch by epoch it would fall as
+    often in epochs without it as with it; in blocks with a wash-out it shows whole."""
+    bus = FakeBus()
+    lag_s = subscriber_cost.SUBJECTS["sockets_64"].lag_s
+    epoch_s = lag_s / 3.5  # the warm-up times epochs at this: a wash-out of 4 epochs
+    toggle: subscriber_cost.Toggle
+
+    def clock() -> float:
+        """Each epoch lasts epoch_s, plus half that when the subject was live two epochs before."""
+        if not toggle.begins:
+            return 0.0
+        earlier = len(toggle.with_subject) - 3
+        late_cost = 0.5 * epoch_s if earlier >= 0 and toggle.with_subject[earlier] else 0.0
+        return toggle.begins[-1] + epoch_s + late_cost
+
+    toggle = subscriber_cost.Toggle(bus, "sockets_64", pairs=3, clock=clock)
+    epoch = 0
+    while not toggle.done:
+        toggle.epoch_begins(epoch)
+        epoch += 1
+    assert (toggle.block, toggle.washout) == (8, 4)
+    assert epoch == subscriber_cost.SKIPPED_EPOCHS + 2 * 3 * 8 + 1
+    blocks = [toggle.with_subject[e] for e in range(subscriber_cost.SKIPPED_EPOCHS, epoch - 1, 8)]
+    assert blocks == [True, False, False, True, True, False]
+    assert toggle.pair_ratios() == pytest.approx([1.5, 1.5, 1.5])
 
 
 def test_throughput_figures(run: Run) -> None:
