@@ -20,7 +20,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "memory": {"events": 1_000_000, "repeats": 3},
         "hook_cost": {"repeats": 7, "samples": 300, "chunk": 1000},
         "fit_overhead": {"epochs": 7, "repeats": 21, "slow_epochs": 3, "slow_repeats": 3},
-        "subscriber_cost": {"pairs": 78, "block_pairs": 30},
+        "subscriber_cost": {"pairs": 78, "block_pairs": 60},
         "throughput": {"repeats": 5, "events": 100_000, "deliveries": 1_000_000},
         "event_log": {"repeats": 5, "events": 200_000, "bus_events": 100_000},
         "scaling": {"repeats": 3, "events": 50_000, "deliveries": 400_000, "rates": 10, "duration_s": 0.5},

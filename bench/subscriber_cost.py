@@ -254,7 +254,7 @@ def _interval(values: list[float], resamples: int, seed: int = 0) -> tuple[float
 def measure(
     *,
     pairs: int = 78,
-    block_pairs: int = 30,
+    block_pairs: int = 60,
     batch_size: int = 32,
     rows: int | None = None,
     subjects: tuple[str, ...] = tuple(SUBJECTS),
