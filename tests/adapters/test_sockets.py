@@ -275,6 +275,48 @@ async def test_reconnects_to_a_restarted_server_and_resumes_from_the_log(tmp_pat
 # --- misbehaving clients ---------------------------------------------------------
 
 
+async def test_a_flush_larger_than_the_socket_takes_reaches_a_slow_reader_whole() -> None:
+    big = {f"metric_{i}": float(i) for i in range(200)}  # ~4 KB an event: 2,000 overflow the socket buffers
+    received = bytearray()
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+    async def read_to_the_end() -> None:
+        slow.setblocking(False)
+        while data := await _recv(slow):
+            received.extend(data)
+
+    with anyio.fail_after(LIMIT), slow:
+        async with SocketServer("tcp://127.0.0.1:0", client_buffer=10_000, flush_interval=0.05) as server:
+            async with anyio.create_task_group() as tg, EventBus(latency=0.001) as bus:
+                bus.subscribe(server)
+                assert server.port is not None
+                slow.connect(("127.0.0.1", server.port))
+                slow.sendall(frame({"kind": "hello", "since": None}))
+                while server.clients == 0:
+                    await anyio.sleep(0.005)
+                for batch in range(2000):
+                    bus.publish_nowait(events.TrainBatchEnd(run="r", batch=batch, logs=big))
+                await anyio.sleep(0.3)  # flushed and not read: the rest of the write waits
+                tg.start_soon(read_to_the_end)  # the bus closes meanwhile: what is held, then the end
+    messages = []
+    while received:
+        (length,) = struct.unpack(">I", received[:4])
+        messages.append(msgspec.msgpack.decode(bytes(received[4 : 4 + length])))
+        del received[: 4 + length]
+    assert [m["kind"] for m in messages] == ["welcome"] + ["train_batch_end"] * 2000 + ["end"]
+    assert [m["seq"] for m in messages[1:-1]] == list(range(2000))
+
+
+async def _recv(sock: socket.socket) -> bytes:
+    while True:
+        await anyio.wait_readable(sock)
+        try:
+            return sock.recv(1 << 16)
+        except BlockingIOError:
+            continue
+
+
 async def test_bad_clients_are_cut_off_while_the_others_are_served() -> None:
     with anyio.fail_after(LIMIT):
         async with serving(token="s3cret", client_buffer=64, max_frame=1024) as (server, bus):
@@ -465,6 +507,18 @@ def test_binding_beyond_loopback_needs_a_token() -> None:
         SocketServer("http://127.0.0.1:0")
     with pytest.raises(ValueError, match="no path"):
         SocketServer("tcp://127.0.0.1:0/events")
+
+
+async def test_a_port_in_use_fails_at_once_and_the_first_server_serves_on() -> None:
+    with anyio.fail_after(LIMIT):
+        async with serving() as (server, bus):
+            with pytest.raises(OSError, match=f"in use.*{server.port}"):
+                async with SocketServer(f"tcp://127.0.0.1:{server.port}"):
+                    pass
+            publish_batches(bus, 3)
+            client = connect(server.url, since=-1)
+            assert [e.seq for e in await take(client, 3)] == [0, 1, 2]
+            await client.aclose()
 
 
 def test_a_thread_bus_with_a_thread_server() -> None:
