@@ -183,7 +183,7 @@ class SocketServer:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for listening in self._listening:
-            self._task_group.start_soon(self._accept, listening)
+            self._task_group.start_soon(self._accept, listening, self._task_group)
         self._task_group.start_soon(self._flush_periodically)
         return self
 
@@ -355,9 +355,8 @@ class SocketServer:
 
     # --- connections --------------------------------------------------------
 
-    async def _accept(self, listening: socket.socket) -> None:
-        assert self._task_group is not None
-        while True:
+    async def _accept(self, listening: socket.socket, task_group: anyio.abc.TaskGroup) -> None:
+        while True:  # until shutdown cancels the task group (still accepting while clients are told)
             await anyio.wait_readable(listening)
             try:
                 sock, address = listening.accept()
@@ -366,7 +365,7 @@ class SocketServer:
             except OSError:  # out of file descriptors, say: the clients already served go on
                 await anyio.sleep(0.1)
                 continue
-            self._task_group.start_soon(self._serve_tcp, sock, address)
+            task_group.start_soon(self._serve_tcp, sock, address)
 
     async def _serve_tcp(self, sock: socket.socket, address: Any) -> None:
         with sock:

@@ -521,6 +521,33 @@ async def test_a_port_in_use_fails_at_once_and_the_first_server_serves_on() -> N
             await client.aclose()
 
 
+async def test_a_connection_while_the_server_shuts_down_is_closed_and_the_shutdown_completes() -> None:
+    stop = anyio.Event()
+
+    async def run(*, task_status: anyio.abc.TaskStatus[SocketServer]) -> None:
+        async with SocketServer("tcp://127.0.0.1:0") as server:
+            task_status.started(server)
+            await stop.wait()
+
+    with anyio.fail_after(LIMIT), socket.socket() as first, socket.socket() as late:
+        async with anyio.create_task_group() as tg:
+            server = await tg.start(run)
+            address = ("127.0.0.1", server.port)
+            first.connect(address)
+            first.sendall(frame({"kind": "hello", "since": None}))
+            while server.clients == 0:
+                await anyio.sleep(0.005)
+            stop.set()
+            first.setblocking(False)
+            told = bytearray()
+            while b"closing" not in told:  # the shutdown has begun: the clients are being told
+                told += await _recv(first)
+            late.connect(address)  # accepted while the server waits for its clients to leave
+        assert server.clients == 0
+        late.setblocking(False)
+        assert await _recv(late) == b""  # closed, with no welcome
+
+
 def test_a_thread_bus_with_a_thread_server() -> None:
     with EventBus() as bus, SocketServer("tcp://127.0.0.1:0") as server:
         bus.subscribe(server)
