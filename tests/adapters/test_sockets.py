@@ -85,6 +85,27 @@ async def frames_until_closed(stream: anyio.abc.ByteStream) -> list[dict[str, An
     return out
 
 
+async def admitted_small_reader(server: SocketServer) -> socket.socket:
+    """A raw client with a 4 KB receive buffer, its hello sent and admitted; it reads only when told."""
+    assert server.port is not None
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(frame({"kind": "hello", "since": None}))
+    while server.clients == 0:
+        await anyio.sleep(0.005)
+    return sock
+
+
+async def _recv(sock: socket.socket) -> bytes:
+    while True:
+        await anyio.wait_readable(sock)
+        try:
+            return sock.recv(1 << 16)
+        except BlockingIOError:
+            continue
+
+
 # --- serving -------------------------------------------------------------------
 
 
@@ -278,27 +299,22 @@ async def test_reconnects_to_a_restarted_server_and_resumes_from_the_log(tmp_pat
 async def test_a_flush_larger_than_the_socket_takes_reaches_a_slow_reader_whole() -> None:
     big = {f"metric_{i}": float(i) for i in range(200)}  # ~4 KB an event: 2,000 overflow the socket buffers
     received = bytearray()
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
-    async def read_to_the_end() -> None:
-        slow.setblocking(False)
-        while data := await _recv(slow):
-            received.extend(data)
+    async def read_to_the_end(slow: socket.socket) -> None:
+        with slow:
+            slow.setblocking(False)
+            while data := await _recv(slow):
+                received.extend(data)
 
-    with anyio.fail_after(LIMIT), slow:
+    with anyio.fail_after(LIMIT):
         async with SocketServer("tcp://127.0.0.1:0", client_buffer=10_000, flush_interval=0.05) as server:
             async with anyio.create_task_group() as tg, EventBus(latency=0.001) as bus:
                 bus.subscribe(server)
-                assert server.port is not None
-                slow.connect(("127.0.0.1", server.port))
-                slow.sendall(frame({"kind": "hello", "since": None}))
-                while server.clients == 0:
-                    await anyio.sleep(0.005)
+                slow = await admitted_small_reader(server)
                 for batch in range(2000):
                     bus.publish_nowait(events.TrainBatchEnd(run="r", batch=batch, logs=big))
                 await anyio.sleep(0.3)  # flushed and not read: the rest of the write waits
-                tg.start_soon(read_to_the_end)  # the bus closes meanwhile: what is held, then the end
+                tg.start_soon(read_to_the_end, slow)  # the bus closes meanwhile: what is held, then the end
     messages = []
     while received:
         (length,) = struct.unpack(">I", received[:4])
@@ -306,15 +322,6 @@ async def test_a_flush_larger_than_the_socket_takes_reaches_a_slow_reader_whole(
         del received[: 4 + length]
     assert [m["kind"] for m in messages] == ["welcome"] + ["train_batch_end"] * 2000 + ["end"]
     assert [m["seq"] for m in messages[1:-1]] == list(range(2000))
-
-
-async def _recv(sock: socket.socket) -> bytes:
-    while True:
-        await anyio.wait_readable(sock)
-        try:
-            return sock.recv(1 << 16)
-        except BlockingIOError:
-            continue
 
 
 async def test_bad_clients_are_cut_off_while_the_others_are_served() -> None:
@@ -381,13 +388,7 @@ async def test_bad_clients_are_cut_off_while_the_others_are_served() -> None:
 async def test_a_client_that_never_reads_is_dropped_without_slowing_the_bus() -> None:
     with anyio.fail_after(LIMIT):
         async with serving(client_buffer=16) as (server, bus):
-            assert server.port is not None
-            stuck = socket.socket()
-            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stuck.connect(("127.0.0.1", server.port))
-            stuck.sendall(frame({"kind": "hello", "since": None}))
-            while server.clients == 0:
-                await anyio.sleep(0.005)
+            stuck = await admitted_small_reader(server)  # and never reads
             big = {f"metric_{i}": float(i) for i in range(200)}
             for epoch in range(200):  # epoch events are never dropped: past the buffer, the client is cut off
                 bus.publish_nowait(events.EpochEnd(run="r", epoch=epoch, logs=big))
@@ -400,13 +401,7 @@ async def test_a_client_that_never_reads_is_dropped_without_slowing_the_bus() ->
 async def test_a_client_that_falls_out_of_the_window_is_told_never_skipped() -> None:
     with anyio.fail_after(LIMIT):
         async with serving(window=10, client_buffer=100_000) as (server, bus):
-            assert server.port is not None
-            stuck = socket.socket()  # joins before any event, then never reads
-            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stuck.connect(("127.0.0.1", server.port))
-            stuck.sendall(frame({"kind": "hello", "since": None}))
-            while server.clients == 0:
-                await anyio.sleep(0.005)
+            stuck = await admitted_small_reader(server)  # joins before any event, then never reads
             big = {f"metric_{i}": float(i) for i in range(200)}
             for batch in range(400):  # batch events only: past the window, not past the buffer
                 bus.publish_nowait(events.TrainBatchEnd(run="r", batch=batch, logs=big))
